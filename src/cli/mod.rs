@@ -1,0 +1,89 @@
+//! The command-line verbs.
+//!
+//! ```text
+//!   argv ──clap──► Cli { global flags, Command } ──run()──► ExitStatus
+//! ```
+//!
+//! Flags are defined here, in one place; each verb lives in its own file and
+//! receives the already-parsed flags. Verbs write their results to stdout and
+//! return an [`ExitStatus`]; errors travel up to `main`, which prints the whole
+//! cause chain.
+
+mod check;
+
+use std::io;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cluster::ClusterOptions;
+
+/// windlass: GitOps for Kubernetes. Renders manifests from Git, diffs them
+/// against the live cluster, applies, prunes and rolls back.
+#[derive(Debug, Parser)]
+#[command(name = "windlass", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every verb accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config,
+    /// then the in-cluster service account).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The namespace to work in (default: the context's namespace, or `default`).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    /// RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    pub fn cluster_options(&self) -> ClusterOptions {
+        ClusterOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that the cluster is reachable and fit for windlass: version,
+    /// credentials and server-side apply (dry-run, nothing is written).
+    Check(check::Args),
+}
+
+/// How a verb ended, as the process exit code says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything worked (and, for `diff`, nothing differs).
+    Success = 0,
+    /// The verb ran and found something the user must look at (a failed
+    /// check, and for `diff`: differences).
+    Attention = 1,
+}
+
+/// Exit code for errors: the verb could not do its job.
+pub const EXIT_ERROR: u8 = 2;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Check(args) => check::run(&cli.global, &args, &mut out).await,
+    }
+}

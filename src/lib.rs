@@ -1,0 +1,19 @@
+//! windlass: a GitOps reconciler for Kubernetes.
+//!
+//! ```text
+//!   source ──► render ──► plan ──► apply / prune ──► health ──► record revision
+//! ```
+//!
+//! The same engine serves the CLI (`windlass render | diff | sync | ...`) and the
+//! in-cluster controller. This crate grows one module per concern (see
+//! `../shared/DESIGN.md` §6); each module's doc says what flows in and out.
+//!
+//! - [`cluster`]: how windlass connects to a Kubernetes API server and what it
+//!   requires of one.
+//! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
+//!   dispatches to them.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cluster;

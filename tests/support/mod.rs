@@ -1,0 +1,135 @@
+//! Test support: a real Kubernetes API server and throwaway namespaces.
+//!
+//! The cluster is the local control plane from `deploy/local/` (brought up on
+//! demand, or reused when it is already up: `control-plane.sh up` is idempotent
+//! and serialises concurrent callers with a lock, so every test binary shares
+//! one), or any cluster named by `WINDLASS_TEST_KUBECONFIG`.
+//!
+//! Each test works in its own namespace through [`with_namespace`], which
+//! deletes the namespace afterwards, also when the test fails.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The kubeconfig of the cluster under test.
+pub fn kubeconfig() -> &'static Path {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        if let Some(path) = std::env::var_os("WINDLASS_TEST_KUBECONFIG") {
+            return PathBuf::from(path);
+        }
+        local_control_plane_up()
+    })
+}
+
+fn local_control_plane_up() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/control-plane.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg("up")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let kubeconfig = stdout
+        .lines()
+        .last()
+        .and_then(|line| line.strip_prefix("KUBECONFIG="));
+    match (output.status.success(), kubeconfig) {
+        (true, Some(path)) => PathBuf::from(path),
+        _ => panic!(
+            "the local control plane did not come up ({}).\n\
+             Integration tests need a Kubernetes API server: run the README's test command \
+             (deploy/local/test.sh), which installs the prerequisites and builds the control \
+             plane, or point WINDLASS_TEST_KUBECONFIG at another cluster.\n\
+             --- control-plane.sh up: stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+            output.status
+        ),
+    }
+}
+
+/// A fresh client for the cluster under test. Clients are not shared between
+/// tests: each `#[tokio::test]` has its own runtime.
+pub async fn client() -> Client {
+    let path = kubeconfig();
+    let kubeconfig = Kubeconfig::read_from(path)
+        .unwrap_or_else(|e| panic!("cannot read kubeconfig {}: {e}", path.display()));
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig {} is not usable: {e}", path.display()));
+    Client::try_from(config).expect("building a kube client")
+}
+
+/// Runs `body` with a client and a new namespace named `wl-<purpose>-<suffix>`,
+/// then deletes the namespace, whether the body passed or panicked.
+pub async fn with_namespace<F, Fut>(purpose: &str, body: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = client().await;
+    let namespace = create_namespace(&client, purpose).await;
+    let outcome = tokio::spawn(body(client.clone(), namespace.clone())).await;
+    let namespaces: Api<Namespace> = Api::all(client);
+    // Deletion finishes in the background; tests do not wait for it.
+    let _ = namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Creates a namespace with a server-generated unique name.
+pub async fn create_namespace(client: &Client, purpose: &str) -> String {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "generateName": format!("wl-{purpose}-"),
+            "labels": { "windlass.dev/test": "true" },
+        }
+    }))
+    .expect("namespace literal");
+    let created = namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("creating a test namespace: {e}"));
+    created.metadata.name.expect("server-generated name")
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics after
+/// `limit` with `what` and the last state `check` described. A guard against
+/// hanging, not a timing assertion: limits are generous.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(state) if started.elapsed() > limit => {
+                panic!("{what} did not happen within {limit:?}; last state: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The `windlass` binary under test, pointed at the cluster under test.
+pub fn windlass() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_windlass"));
+    command.arg("--kubeconfig").arg(kubeconfig());
+    command
+}
