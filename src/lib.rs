@@ -10,10 +10,13 @@
 //!
 //! - [`cluster`]: how windlass connects to a Kubernetes API server and what it
 //!   requires of one.
+//! - [`source`]: git repositories → resolved commits and snapshots of files
+//!   (mirror cache, auth, refs, change detection).
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
 //!   dispatches to them.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod cluster;
+pub mod source;

@@ -10,6 +10,7 @@
 //! cause chain.
 
 mod check;
+mod source;
 
 use std::io;
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub enum Command {
     /// Check that the cluster is reachable and fit for windlass: version,
     /// credentials and server-side apply (dry-run, nothing is written).
     Check(check::Args),
+    /// Look at a git source: resolve a ref, list refs, print a file.
+    Source(source::Args),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -85,5 +88,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Check(args) => check::run(&cli.global, &args, &mut out).await,
+        Command::Source(args) => source::run(&args, &mut out).await,
     }
 }
