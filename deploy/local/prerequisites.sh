@@ -25,6 +25,10 @@ declare -A packages=(
   [setsid]=util-linux
   [cc]=gcc
   [pkg-config]=pkg-config
+  # git's own servers for the source tests: git daemon and git http-backend
+  # come with git; OpenSSH's sshd and ssh-keygen are separate packages.
+  [/usr/sbin/sshd]=openssh-server
+  [ssh-keygen]=openssh-client
 )
 
 missing=()
@@ -32,12 +36,20 @@ for command in "${!packages[@]}"; do
   command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
 done
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev) # git2's https and ssh
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   command -v apt-get >/dev/null 2>&1 ||
     die "missing ${missing[*]} and there is no apt-get here to install them"
   log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
+  # policy-rc.d 101: do not start system services (sshd) while installing.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee $policy >/dev/null
+    as_root chmod +x $policy
+    trap 'as_root rm -f '$policy EXIT
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi

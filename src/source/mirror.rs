@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::auth::{self, Attempt, Credentials};
 use super::refs::RemoteRef;
-use super::url::RepoUrl;
+use super::url::{RepoUrl, Transport};
 
 const MARKER: &str = "windlass-mirror";
 
@@ -158,6 +158,9 @@ impl Mirror {
         credentials: &Credentials,
         deadline: Instant,
     ) -> Result<(Vec<RemoteRef>, Option<String>), Failure> {
+        if url.transport() == Transport::Local && !Path::new(url.fetch_url()).exists() {
+            return Err(Failure::NoRepository("no such directory".to_string()));
+        }
         let attempt = Rc::new(RefCell::new(Attempt::default()));
         let mut remote = self
             .repo

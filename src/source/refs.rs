@@ -151,13 +151,20 @@ pub fn resolve(
                 .max_by(|(a, ra), (b, rb)| a.cmp(b).then_with(|| rb.name.cmp(&ra.name)));
             match best {
                 Some((_, r)) => Ok(found(r)),
-                None => Err(RefError::NoMatchingTag {
-                    tags: versions.len(),
-                    newest: versions
+                None => {
+                    // The hint names the newest release; a pre-release only
+                    // when there is nothing else.
+                    let newest = versions
                         .iter()
-                        .max_by(|(a, _), (b, _)| a.cmp(b))
-                        .map(|(_, r)| r.name.trim_start_matches("refs/tags/").to_string()),
-                }),
+                        .max_by(|(a, _), (b, _)| {
+                            (a.pre.is_empty(), a).cmp(&(b.pre.is_empty(), b))
+                        })
+                        .map(|(_, r)| r.name.trim_start_matches("refs/tags/").to_string());
+                    Err(RefError::NoMatchingTag {
+                        tags: versions.len(),
+                        newest,
+                    })
+                }
             }
         }
     }
@@ -506,11 +513,11 @@ mod tests {
 
     #[test]
     fn no_matching_tag_says_what_there_is() {
-        let error = pick(">=3.0.0", &["v1.0.0", "v2.5.0", "docs"]).unwrap_err();
+        let error = pick(">=3.0.0", &["v1.0.0", "v2.5.0", "v2.6.0-rc.1", "docs"]).unwrap_err();
         assert_eq!(
             error,
             RefError::NoMatchingTag {
-                tags: 2,
+                tags: 3,
                 newest: Some("v2.5.0".into())
             }
         );

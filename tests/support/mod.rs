@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod git;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
