@@ -30,13 +30,25 @@ fn sample_repo(root: &std::path::Path) -> (TestRepo, String) {
             ("shared/labels.yaml", "team: a\n"),
         ],
     );
-    std::os::unix::fs::symlink("../../shared/labels.yaml", repo.work.join("apps/web/labels.yaml"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        "../../shared/labels.yaml",
+        repo.work.join("apps/web/labels.yaml"),
+    )
+    .unwrap();
     let first = repo.commit(&[], "link shared labels");
     repo.tag("v1.2.0", Some("release 1.2.0"));
-    repo.commit(&[("apps/web/deployment.yaml", "kind: Deployment\nreplicas: 2\n")], "two");
+    repo.commit(
+        &[(
+            "apps/web/deployment.yaml",
+            "kind: Deployment\nreplicas: 2\n",
+        )],
+        "two",
+    );
     repo.tag("v1.4.2", None);
-    repo.commit(&[("apps/api/service.yaml", "kind: Service\nport: 80\n")], "three");
+    repo.commit(
+        &[("apps/api/service.yaml", "kind: Service\nport: 80\n")],
+        "three",
+    );
     repo.tag("v2.0.0-rc.1", None);
     repo.push_ref("refs/pull/42/head");
     git(&repo.work, &["checkout", "-q", "-b", "feature"]);
@@ -88,7 +100,10 @@ async fn snapshots_read_files_under_a_path_and_follow_symlinks_inside_the_reposi
     let source = public(&daemon.url(&repo));
 
     let resolved = cache.resolve(&source, "main").await.unwrap();
-    let snapshot = cache.snapshot(&source, &resolved, "./apps/web/").await.unwrap();
+    let snapshot = cache
+        .snapshot(&source, &resolved, "./apps/web/")
+        .await
+        .unwrap();
     assert_eq!(snapshot.path, "apps/web");
     assert_eq!(
         snapshot.file_paths().collect::<Vec<_>>(),
@@ -101,9 +116,15 @@ async fn snapshots_read_files_under_a_path_and_follow_symlinks_inside_the_reposi
     assert_eq!(snapshot.file("labels.yaml"), Some(&b"team: a\n"[..]));
     assert_eq!(snapshot.watched_paths(), ["apps/web", "shared/labels.yaml"]);
     let debug = format!("{snapshot:?}");
-    assert!(!debug.contains("replicas"), "Debug must not print file contents: {debug}");
+    assert!(
+        !debug.contains("replicas"),
+        "Debug must not print file contents: {debug}"
+    );
 
-    let file = cache.read_file(&source, &resolved, "apps/api/service.yaml").await.unwrap();
+    let file = cache
+        .read_file(&source, &resolved, "apps/api/service.yaml")
+        .await
+        .unwrap();
     assert_eq!(file, b"kind: Service\nport: 80\n");
 }
 
@@ -117,7 +138,11 @@ async fn an_unchanged_poll_transfers_no_pack_and_a_new_commit_fetches_only_what_
 
     let first = cache.resolve(&source, "main").await.unwrap();
     assert!(first.fetched.is_some_and(|s| s.objects > 0), "{first:?}");
-    assert_eq!(daemon.upload_pack_requests(), 2, "one ref listing, one fetch");
+    assert_eq!(
+        daemon.upload_pack_requests(),
+        2,
+        "one ref listing, one fetch"
+    );
     let objects = cache.mirror_object_count(&source).await.unwrap();
 
     // Unchanged: one ref listing, no fetch, not one object more.
@@ -128,7 +153,13 @@ async fn an_unchanged_poll_transfers_no_pack_and_a_new_commit_fetches_only_what_
     assert_eq!(cache.mirror_object_count(&source).await.unwrap(), objects);
 
     // One new commit touching one file: commit, trees on its path, one blob.
-    let new = repo.commit(&[("apps/web/deployment.yaml", "kind: Deployment\nreplicas: 3\n")], "four");
+    let new = repo.commit(
+        &[(
+            "apps/web/deployment.yaml",
+            "kind: Deployment\nreplicas: 3\n",
+        )],
+        "four",
+    );
     let next = cache.resolve(&source, "main").await.unwrap();
     assert_eq!(next.commit.to_string(), new);
     let fetched = next.fetched.expect("a fetch");
@@ -140,7 +171,10 @@ async fn an_unchanged_poll_transfers_no_pack_and_a_new_commit_fetches_only_what_
     );
 
     // Network fetches are shallow.
-    let shallow = git(&cache.mirror_path(&source), &["rev-parse", "--is-shallow-repository"]);
+    let shallow = git(
+        &cache.mirror_path(&source),
+        &["rev-parse", "--is-shallow-repository"],
+    );
     assert_eq!(shallow, "true");
 }
 
@@ -155,8 +189,14 @@ async fn an_old_commit_by_id_is_fetched_into_a_shallow_mirror() {
 
     let resolved = cache.resolve(&source, &first).await.unwrap();
     assert_eq!(resolved.commit.to_string(), first);
-    let snapshot = cache.snapshot(&source, &resolved, "apps/web").await.unwrap();
-    assert_eq!(snapshot.file("deployment.yaml"), Some(&b"kind: Deployment\n"[..]));
+    let snapshot = cache
+        .snapshot(&source, &resolved, "apps/web")
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot.file("deployment.yaml"),
+        Some(&b"kind: Deployment\n"[..])
+    );
 
     // Asked again, it is in the mirror: no network at all.
     let requests = daemon.upload_pack_requests();
@@ -172,11 +212,18 @@ async fn two_concurrent_resolves_of_one_repository_share_one_fetch() {
     let cache = cache(&dir);
     let source = public(&daemon.url(&repo));
 
-    let (a, b) = tokio::join!(cache.resolve(&source, "main"), cache.resolve(&source, "main"));
+    let (a, b) = tokio::join!(
+        cache.resolve(&source, "main"),
+        cache.resolve(&source, "main")
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b, "both callers get the one operation's result");
     assert!(a.fetched.is_some());
-    assert_eq!(daemon.upload_pack_requests(), 2, "one ref listing and one fetch in all");
+    assert_eq!(
+        daemon.upload_pack_requests(),
+        2,
+        "one ref listing and one fetch in all"
+    );
 }
 
 #[tokio::test]
@@ -191,10 +238,20 @@ async fn changes_are_detected_per_path_including_symlinked_files() {
 
     repo.commit(&[("apps/api/service.yaml", "port: 8080\n")], "api only");
     let api_only = cache.resolve(&source, "main").await.unwrap();
-    assert!(!cache.changed(&source, before.commit, api_only.commit, &watched).await.unwrap());
+    assert!(
+        !cache
+            .changed(&source, before.commit, api_only.commit, &watched)
+            .await
+            .unwrap()
+    );
     assert!(
         cache
-            .changed(&source, before.commit, api_only.commit, &["apps/api".into()])
+            .changed(
+                &source,
+                before.commit,
+                api_only.commit,
+                &["apps/api".into()]
+            )
             .await
             .unwrap()
     );
@@ -202,12 +259,20 @@ async fn changes_are_detected_per_path_including_symlinked_files() {
     repo.commit(&[("shared/labels.yaml", "team: b\n")], "shared");
     let shared = cache.resolve(&source, "main").await.unwrap();
     assert!(
-        cache.changed(&source, api_only.commit, shared.commit, &watched).await.unwrap(),
+        cache
+            .changed(&source, api_only.commit, shared.commit, &watched)
+            .await
+            .unwrap(),
         "a file the app reads through a symlink changed"
     );
     assert!(
         !cache
-            .changed(&source, api_only.commit, shared.commit, &["apps/web".into()])
+            .changed(
+                &source,
+                api_only.commit,
+                shared.commit,
+                &["apps/web".into()]
+            )
             .await
             .unwrap(),
         "the app directory itself did not change"
@@ -233,7 +298,12 @@ async fn list_refs_filters_by_glob() {
         ["refs/pull/42/head", "refs/pull/7/head"]
     );
     assert_eq!(
-        names(cache.list_refs(&source, "refs/heads/preview/*").await.unwrap()),
+        names(
+            cache
+                .list_refs(&source, "refs/heads/preview/*")
+                .await
+                .unwrap()
+        ),
         ["refs/heads/preview/one"]
     );
     let tags = cache.list_refs(&source, "refs/tags/*").await.unwrap();
@@ -269,7 +339,10 @@ async fn smart_http_with_basic_auth() {
     let snapshot = cache.snapshot(&good, &resolved, "apps").await.unwrap();
     assert!(snapshot.file("web/deployment.yaml").is_some());
     assert!(
-        server.requests().iter().any(|r| r.contains("git-upload-pack") && r.ends_with(" 200")),
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("git-upload-pack") && r.ends_with(" 200")),
         "{:?}",
         server.requests()
     );
@@ -286,16 +359,25 @@ async fn smart_http_with_basic_auth() {
     let error = cache.resolve(&wrong, "main").await.unwrap_err();
     assert!(matches!(error, Error::Authentication { .. }), "{error}");
     let message = error.to_string();
-    assert!(message.contains(&url) && message.contains("`main`"), "{message}");
+    assert!(
+        message.contains(&url) && message.contains("`main`"),
+        "{message}"
+    );
     assert!(!message.contains("wrong-pass"), "{message}");
 
     // No credentials at all: says what the server wants.
     let error = cache.resolve(&public(&url), "main").await.unwrap_err();
     assert!(matches!(error, Error::Authentication { .. }), "{error}");
-    assert!(error.to_string().contains("user name and password"), "{error}");
+    assert!(
+        error.to_string().contains("user name and password"),
+        "{error}"
+    );
 
     // Credentials inside the URL work and never show.
-    let embedded = format!("http://deploy:s3cret-pass@127.0.0.1:{}/{}", server.port, repo.name);
+    let embedded = format!(
+        "http://deploy:s3cret-pass@127.0.0.1:{}/{}",
+        server.port, repo.name
+    );
     let with_url_credentials = public(&embedded);
     assert!(cache.resolve(&with_url_credentials, "main").await.is_ok());
     let error = cache
@@ -331,26 +413,39 @@ async fn ssh_with_a_key_in_memory_and_known_hosts() {
         .resolve(&good, "main")
         .await
         .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
-    assert_eq!(resolved.commit.to_string(), git(&repo.work, &["rev-parse", "main"]));
+    assert_eq!(
+        resolved.commit.to_string(),
+        git(&repo.work, &["rev-parse", "main"])
+    );
 
     // A key the server does not know.
     let (stranger, _) = support::git::ssh_keygen(dir.path(), "stranger");
     let error = cache
-        .resolve(&ssh(&stranger, HostKeys::Known(sshd.known_hosts.clone())), "main")
+        .resolve(
+            &ssh(&stranger, HostKeys::Known(sshd.known_hosts.clone())),
+            "main",
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Authentication { .. }), "{error}");
 
     // The right key, but known_hosts holds another key for this host.
     let (_, other_host) = support::git::ssh_keygen(dir.path(), "other_host");
-    let other_key = other_host.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let other_key = other_host
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mismatch = format!("[127.0.0.1]:{} {other_key}\n", sshd.port);
     let error = cache
         .resolve(&ssh(&sshd.client_key, HostKeys::Known(mismatch)), "main")
         .await
         .unwrap_err();
     assert!(matches!(error, Error::HostKey { .. }), "{error}");
-    assert!(error.to_string().contains("does not match known_hosts"), "{error}");
+    assert!(
+        error.to_string().contains("does not match known_hosts"),
+        "{error}"
+    );
 
     // An unknown host is refused too...
     let elsewhere = format!("[127.0.0.1]:1 {other_key}\n");
@@ -359,7 +454,10 @@ async fn ssh_with_a_key_in_memory_and_known_hosts() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::HostKey { .. }), "{error}");
-    assert!(error.to_string().contains("is not in known_hosts"), "{error}");
+    assert!(
+        error.to_string().contains("is not in known_hosts"),
+        "{error}"
+    );
 
     // ...unless the caller opts out explicitly.
     let insecure = ssh(&sshd.client_key, HostKeys::InsecureAcceptAny);
@@ -380,20 +478,32 @@ async fn errors_are_distinct_and_name_repository_ref_and_path() {
     assert!(error.to_string().contains(&url) && error.to_string().contains("no-such-branch"));
 
     let error = cache.resolve(&source, "1.4.2").await.unwrap_err();
-    assert!(error.to_string().contains("did you mean `v1.4.2`"), "{error}");
+    assert!(
+        error.to_string().contains("did you mean `v1.4.2`"),
+        "{error}"
+    );
 
     let error = cache.resolve(&source, ">=3.0.0").await.unwrap_err();
     assert!(matches!(error, Error::NoMatchingTag { .. }), "{error}");
     assert!(error.to_string().contains("newest v1.4.2"), "{error}");
 
     let resolved = cache.resolve(&source, "main").await.unwrap();
-    let error = cache.snapshot(&source, &resolved, "apps/nope").await.unwrap_err();
+    let error = cache
+        .snapshot(&source, &resolved, "apps/nope")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::PathNotFound { .. }), "{error}");
     assert!(error.to_string().contains("apps/nope"), "{error}");
 
     for escaping in ["../outside", "/etc", "apps/../../x"] {
-        let error = cache.snapshot(&source, &resolved, escaping).await.unwrap_err();
-        assert!(matches!(error, Error::PathEscapes { .. }), "{escaping}: {error}");
+        let error = cache
+            .snapshot(&source, &resolved, escaping)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::PathEscapes { .. }),
+            "{escaping}: {error}"
+        );
     }
 
     // A symlink inside the app that points out of the repository.
@@ -401,12 +511,21 @@ async fn errors_are_distinct_and_name_repository_ref_and_path() {
         .unwrap();
     repo.commit(&[], "escape");
     let escaped = cache.resolve(&source, "main").await.unwrap();
-    let error = cache.snapshot(&source, &escaped, "apps/web").await.unwrap_err();
+    let error = cache
+        .snapshot(&source, &escaped, "apps/web")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::PathEscapes { .. }), "{error}");
-    assert!(error.to_string().contains("outside the repository"), "{error}");
+    assert!(
+        error.to_string().contains("outside the repository"),
+        "{error}"
+    );
 
     // Unreachable: nothing listens on this port.
-    let closed = public(&format!("git://127.0.0.1:{}/deploy.git", support::git::free_port()));
+    let closed = public(&format!(
+        "git://127.0.0.1:{}/deploy.git",
+        support::git::free_port()
+    ));
     let error = cache.resolve(&closed, "main").await.unwrap_err();
     assert!(matches!(error, Error::Unreachable { .. }), "{error}");
     assert!(error.to_string().contains("`main`"), "{error}");
@@ -429,7 +548,10 @@ async fn limits_are_enforced_with_clear_errors() {
     let cache = SourceCache::new(options);
     let source = public(&repo.bare.display().to_string());
     let resolved = cache.resolve(&source, "main").await.unwrap();
-    let error = cache.snapshot(&source, &resolved, "apps/web").await.unwrap_err();
+    let error = cache
+        .snapshot(&source, &resolved, "apps/web")
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::LimitExceeded { .. }), "{error}");
     assert!(error.to_string().contains("big.yaml"), "{error}");
     assert!(error.to_string().contains("1024"), "{error}");
@@ -472,7 +594,10 @@ async fn a_damaged_mirror_is_detected_and_rebuilt() {
     }
     let healed = cache.resolve(&source, "main").await.unwrap();
     assert_eq!(healed.commit, resolved.commit);
-    assert!(healed.fetched.is_some(), "the rebuilt mirror was fetched anew");
+    assert!(
+        healed.fetched.is_some(),
+        "the rebuilt mirror was fetched anew"
+    );
     let snapshot = cache.snapshot(&source, &healed, "apps/web").await.unwrap();
     assert!(snapshot.file("deployment.yaml").is_some());
 
@@ -504,27 +629,48 @@ fn the_cli_resolves_lists_and_prints_files() {
 
     let output = run(&[&["resolve", &url, "--ref", "^1"][..], &auth].concat());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let expected = git(&repo.work, &["rev-parse", "v1.4.2^{commit}"]);
     assert_eq!(stdout, format!("{expected}\trefs/tags/v1.4.2\n"));
 
     let output = run(&[&["ls", &url, "--glob", "refs/pull/*/head"][..], &auth].concat());
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        format!("{}\trefs/pull/42/head\n", git(&repo.work, &["rev-parse", "main"]))
+        format!(
+            "{}\trefs/pull/42/head\n",
+            git(&repo.work, &["rev-parse", "main"])
+        )
     );
 
-    let output = run(&[&["cat", &url, "--ref", "main", "shared/labels.yaml"][..], &auth].concat());
+    let output = run(&[
+        &["cat", &url, "--ref", "main", "shared/labels.yaml"][..],
+        &auth,
+    ]
+    .concat());
     assert_eq!(String::from_utf8_lossy(&output.stdout), "team: a\n");
 
     let wrong = ["--username", "deploy", "--password-env", "WRONG_PASSWORD"];
     let output = run(&[&["resolve", &url][..], &wrong].concat());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.starts_with(&format!("error: repository {url}: authentication failed")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: repository {url}: authentication failed")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("not-it"));
 
-    let output = run(&[&["resolve", &url][..], &["--username", "deploy", "--password-env", "UNSET_VAR_X"]].concat());
+    let output = run(&[
+        &["resolve", &url][..],
+        &["--username", "deploy", "--password-env", "UNSET_VAR_X"],
+    ]
+    .concat());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("environment variable UNSET_VAR_X is not set"), "{stderr}");
+    assert!(
+        stderr.contains("environment variable UNSET_VAR_X is not set"),
+        "{stderr}"
+    );
 }

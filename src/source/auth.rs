@@ -214,7 +214,9 @@ pub fn verify_host_key(known_hosts: &str, host: &str, key: &[u8]) -> Result<(), 
         }
         if entry.revoked {
             if entry.key == key {
-                return Err(format!("the host key of {host} is marked @revoked in known_hosts"));
+                return Err(format!(
+                    "the host key of {host} is marked @revoked in known_hosts"
+                ));
             }
             continue;
         }
@@ -342,7 +344,10 @@ mod tests {
     #[test]
     fn known_host_key_is_accepted() {
         let known = format!("# comment\n[127.0.0.1]:2222 ssh-ed25519 {KEY_A}\n");
-        assert_eq!(verify_host_key(&known, "[127.0.0.1]:2222", &blob(KEY_A)), Ok(()));
+        assert_eq!(
+            verify_host_key(&known, "[127.0.0.1]:2222", &blob(KEY_A)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub enum Failure {
     UnknownRef(String),
     NoMatchingTag(String),
     PathNotFound(String),
-    PathEscapes { path: String, reason: String },
+    PathEscapes {
+        path: String,
+        reason: String,
+    },
     Limit(String),
     Other(String),
 }
@@ -102,7 +105,13 @@ pub fn mirror_path(cache_dir: &Path, url: &RepoUrl) -> PathBuf {
         .unwrap_or("repo")
         .trim_end_matches(".git")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     cache_dir.join("mirrors").join(format!("{hex}-{name}"))
@@ -273,8 +282,7 @@ fn create(path: &Path, url: &RepoUrl) -> Result<Repository, Failure> {
         fs::remove_dir_all(path).map_err(|e| local(path, e))?;
     }
     let repo = Repository::init_bare(path).map_err(|e| Failure::Other(e.message().to_string()))?;
-    fs::write(path.join(MARKER), format!("{}\n", url.cache_key()))
-        .map_err(|e| local(path, e))?;
+    fs::write(path.join(MARKER), format!("{}\n", url.cache_key())).map_err(|e| local(path, e))?;
     Ok(repo)
 }
 
@@ -313,7 +321,10 @@ fn classify(error: &git2::Error, attempt: &Attempt, deadline: Instant) -> Failur
     }
     match error.class() {
         ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssh | ErrorClass::Http => {
-            if lower.contains("404") || lower.contains("not found") || lower.contains("does not appear to be a git repository") {
+            if lower.contains("404")
+                || lower.contains("not found")
+                || lower.contains("does not appear to be a git repository")
+            {
                 Failure::NoRepository(message)
             } else {
                 Failure::Unreachable(message)

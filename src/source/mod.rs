@@ -65,7 +65,9 @@ pub enum Error {
         reference: String,
         reason: String,
     },
-    #[error("repository {repo}: authentication failed (ref `{reference}`): {reason}; check the credentials")]
+    #[error(
+        "repository {repo}: authentication failed (ref `{reference}`): {reason}; check the credentials"
+    )]
     Authentication {
         repo: String,
         reference: String,
@@ -114,7 +116,9 @@ pub enum Error {
         reference: String,
         reason: String,
     },
-    #[error("repository {repo}: timed out after {seconds}s (ref `{reference}`); is the server responding?")]
+    #[error(
+        "repository {repo}: timed out after {seconds}s (ref `{reference}`); is the server responding?"
+    )]
     Timeout {
         repo: String,
         reference: String,
@@ -298,7 +302,12 @@ impl SourceCache {
     }
 
     /// Reads the files under `path` at a resolved commit.
-    pub async fn snapshot(&self, repo: &Repo, resolved: &Resolved, path: &str) -> Result<Snapshot, Error> {
+    pub async fn snapshot(
+        &self,
+        repo: &Repo,
+        resolved: &Resolved,
+        path: &str,
+    ) -> Result<Snapshot, Error> {
         let context = Context::new(repo, &resolved.ref_name);
         let (commit, path_owned, limits) = (resolved.commit, path.to_string(), self.options.limits);
         let files = self
@@ -310,14 +319,21 @@ impl SourceCache {
             repo: repo.url.to_string(),
             commit: resolved.commit,
             ref_name: resolved.ref_name.clone(),
-            path: snapshot::normalize(path).map(|p| p.join("/")).unwrap_or_default(),
+            path: snapshot::normalize(path)
+                .map(|p| p.join("/"))
+                .unwrap_or_default(),
             files: files.files,
             read_outside: files.read_outside,
         })
     }
 
     /// Reads one file at a resolved commit.
-    pub async fn read_file(&self, repo: &Repo, resolved: &Resolved, path: &str) -> Result<Vec<u8>, Error> {
+    pub async fn read_file(
+        &self,
+        repo: &Repo,
+        resolved: &Resolved,
+        path: &str,
+    ) -> Result<Vec<u8>, Error> {
         let context = Context::new(repo, &resolved.ref_name);
         let (commit, path, limits) = (resolved.commit, path.to_string(), self.options.limits);
         self.with_mirror(repo, &context, move |mirror, _, _| {
@@ -328,7 +344,13 @@ impl SourceCache {
 
     /// Whether anything under `paths` differs between two commits already in
     /// the mirror (see [`Snapshot::watched_paths`]).
-    pub async fn changed(&self, repo: &Repo, old: Oid, new: Oid, paths: &[String]) -> Result<bool, Error> {
+    pub async fn changed(
+        &self,
+        repo: &Repo,
+        old: Oid,
+        new: Oid,
+        paths: &[String],
+    ) -> Result<bool, Error> {
         let context = Context::new(repo, &new.to_string());
         let paths = paths.to_vec();
         self.with_mirror(repo, &context, move |mirror, _, _| {
@@ -365,7 +387,8 @@ impl SourceCache {
     /// transferred, for tests and diagnostics.
     pub async fn mirror_object_count(&self, repo: &Repo) -> Result<usize, Error> {
         let context = Context::new(repo, "");
-        self.with_mirror(repo, &context, |mirror, _, _| mirror.object_count()).await
+        self.with_mirror(repo, &context, |mirror, _, _| mirror.object_count())
+            .await
     }
 
     /// The directory of `repo`'s mirror.
@@ -376,14 +399,22 @@ impl SourceCache {
     /// Runs `operation` on the mirror of `repo` on the blocking pool, with
     /// the mirror locked, under the deadline; re-creates a damaged mirror and
     /// retries once.
-    async fn with_mirror<T, F>(&self, repo: &Repo, context: &Context, operation: F) -> Result<T, Error>
+    async fn with_mirror<T, F>(
+        &self,
+        repo: &Repo,
+        context: &Context,
+        operation: F,
+    ) -> Result<T, Error>
     where
         T: Send + 'static,
         F: Fn(&Mirror, &Repo, Instant) -> Result<T, Failure> + Send + 'static,
     {
         let lock = {
             let mut locks = self.mirror_locks.lock().expect("mirror locks");
-            locks.entry(repo.url.cache_key().to_string()).or_default().clone()
+            locks
+                .entry(repo.url.cache_key().to_string())
+                .or_default()
+                .clone()
         };
         let _guard = lock.lock().await;
         let timeout = self.options.timeout;
@@ -454,11 +485,16 @@ fn resolve_in_mirror(
         RefRequest::Commit(id) => {
             // Fetch what might contain it: all branches and tags, whole
             // histories, then the commit itself (servers that allow it).
-            let all = ["+refs/heads/*:refs/heads/*".to_string(), "+refs/tags/*:refs/tags/*".to_string()];
+            let all = [
+                "+refs/heads/*:refs/heads/*".to_string(),
+                "+refs/tags/*:refs/tags/*".to_string(),
+            ];
             let mut stats = mirror.fetch(&repo.url, &repo.credentials, &all, false, deadline)?;
             if !mirror.has_commit(resolution.commit)? {
                 let direct = [format!("+{id}:refs/windlass/commits/{id}")];
-                if let Ok(more) = mirror.fetch(&repo.url, &repo.credentials, &direct, false, deadline) {
+                if let Ok(more) =
+                    mirror.fetch(&repo.url, &repo.credentials, &direct, false, deadline)
+                {
                     stats.objects += more.objects;
                     stats.bytes += more.bytes;
                 }
@@ -516,9 +552,21 @@ impl Context {
     fn error(&self, failure: Failure, timeout: Duration) -> Error {
         let (repo, reference) = (self.repo.clone(), self.reference.clone());
         match failure {
-            Failure::Unreachable(reason) => Error::Unreachable { repo, reference, reason },
-            Failure::Authentication(reason) => Error::Authentication { repo, reference, reason },
-            Failure::HostKey(reason) => Error::HostKey { repo, reference, reason },
+            Failure::Unreachable(reason) => Error::Unreachable {
+                repo,
+                reference,
+                reason,
+            },
+            Failure::Authentication(reason) => Error::Authentication {
+                repo,
+                reference,
+                reason,
+            },
+            Failure::HostKey(reason) => Error::HostKey {
+                repo,
+                reference,
+                reason,
+            },
             Failure::Timeout => Error::Timeout {
                 repo,
                 reference,
@@ -529,17 +577,37 @@ impl Context {
                 reference,
                 reason: format!("no repository there: {reason}"),
             },
-            Failure::UnknownRef(reason) => Error::UnknownRef { repo, reference, reason },
-            Failure::NoMatchingTag(reason) => Error::NoMatchingTag { repo, reference, reason },
-            Failure::PathNotFound(path) => Error::PathNotFound { repo, reference, path },
+            Failure::UnknownRef(reason) => Error::UnknownRef {
+                repo,
+                reference,
+                reason,
+            },
+            Failure::NoMatchingTag(reason) => Error::NoMatchingTag {
+                repo,
+                reference,
+                reason,
+            },
+            Failure::PathNotFound(path) => Error::PathNotFound {
+                repo,
+                reference,
+                path,
+            },
             Failure::PathEscapes { path, reason } => Error::PathEscapes {
                 repo,
                 reference,
                 path,
                 reason,
             },
-            Failure::Limit(reason) => Error::LimitExceeded { repo, reference, reason },
-            Failure::Other(reason) => Error::Git { repo, reference, reason },
+            Failure::Limit(reason) => Error::LimitExceeded {
+                repo,
+                reference,
+                reason,
+            },
+            Failure::Other(reason) => Error::Git {
+                repo,
+                reference,
+                reason,
+            },
             Failure::Corrupt(reason) => Error::Git {
                 repo,
                 reference,

@@ -125,7 +125,9 @@ pub fn resolve(
             }
             find("HEAD").map(found).ok_or(RefError::NoHead)
         }
-        RefRequest::FullRef(name) => find(name).map(found).ok_or(RefError::Unknown { hint: None }),
+        RefRequest::FullRef(name) => find(name)
+            .map(found)
+            .ok_or(RefError::Unknown { hint: None }),
         RefRequest::Name(name) => {
             let branch = find(&format!("refs/heads/{name}"));
             let tag = find(&format!("refs/tags/{name}"));
@@ -156,9 +158,7 @@ pub fn resolve(
                     // when there is nothing else.
                     let newest = versions
                         .iter()
-                        .max_by(|(a, _), (b, _)| {
-                            (a.pre.is_empty(), a).cmp(&(b.pre.is_empty(), b))
-                        })
+                        .max_by(|(a, _), (b, _)| (a.pre.is_empty(), a).cmp(&(b.pre.is_empty(), b)))
                         .map(|(_, r)| r.name.trim_start_matches("refs/tags/").to_string());
                     Err(RefError::NoMatchingTag {
                         tags: versions.len(),
@@ -326,7 +326,8 @@ fn comparator_matches(c: &Comparator, v: &Version) -> bool {
 fn matches_exact(c: &Comparator, v: &Version) -> bool {
     v.major == c.major
         && c.minor.is_none_or(|minor| v.minor == minor)
-        && c.patch.is_none_or(|patch| v.patch == patch && v.pre == c.pre)
+        && c.patch
+            .is_none_or(|patch| v.patch == patch && v.pre == c.pre)
 }
 
 fn matches_greater(c: &Comparator, v: &Version) -> bool {
@@ -429,22 +430,42 @@ mod tests {
             })
             .collect();
         let request = RefRequest::parse(range)?;
-        assert!(matches!(request, RefRequest::Semver(_)), "{range} is a range");
+        assert!(
+            matches!(request, RefRequest::Semver(_)),
+            "{range} is a range"
+        );
         resolve(&request, &advertised, None).map(|r| r.ref_name.replace("refs/tags/", ""))
     }
 
     #[test]
     fn requests_are_classified() {
-        assert_eq!(RefRequest::parse("main").unwrap(), RefRequest::Name("main".into()));
-        assert_eq!(RefRequest::parse("v1.2.0").unwrap(), RefRequest::Name("v1.2.0".into()));
+        assert_eq!(
+            RefRequest::parse("main").unwrap(),
+            RefRequest::Name("main".into())
+        );
+        assert_eq!(
+            RefRequest::parse("v1.2.0").unwrap(),
+            RefRequest::Name("v1.2.0".into())
+        );
         assert_eq!(RefRequest::parse("").unwrap(), RefRequest::Head);
         assert_eq!(
             RefRequest::parse("refs/pull/42/head").unwrap(),
             RefRequest::FullRef("refs/pull/42/head".into())
         );
         let sha = "4f2a9c1e4f2a9c1e4f2a9c1e4f2a9c1e4f2a9c1e";
-        assert_eq!(RefRequest::parse(sha).unwrap(), RefRequest::Commit(sha.into()));
-        for range in [">=1.2.0 <2.0.0", "~1.4", "^2", "1.x", "*", "1.2 - 1.4", "^1 || ^2"] {
+        assert_eq!(
+            RefRequest::parse(sha).unwrap(),
+            RefRequest::Commit(sha.into())
+        );
+        for range in [
+            ">=1.2.0 <2.0.0",
+            "~1.4",
+            "^2",
+            "1.x",
+            "*",
+            "1.2 - 1.4",
+            "^1 || ^2",
+        ] {
             assert!(
                 matches!(RefRequest::parse(range).unwrap(), RefRequest::Semver(_)),
                 "{range}"
@@ -465,7 +486,13 @@ mod tests {
             ("refs/tags/v1.0.0", 3),
             ("refs/pull/42/head", 4),
         ]);
-        let r = |text: &str| resolve(&RefRequest::parse(text).unwrap(), &advertised, Some("refs/heads/main"));
+        let r = |text: &str| {
+            resolve(
+                &RefRequest::parse(text).unwrap(),
+                &advertised,
+                Some("refs/heads/main"),
+            )
+        };
         assert_eq!(r("main").unwrap().ref_name, "refs/heads/main");
         assert_eq!(r("feature").unwrap().commit, oid(2));
         assert_eq!(r("v1.0.0").unwrap().ref_name, "refs/tags/v1.0.0");
@@ -485,12 +512,25 @@ mod tests {
     fn a_name_that_is_branch_and_tag_is_ambiguous() {
         let advertised = refs(&[("refs/heads/release", 1), ("refs/tags/release", 2)]);
         let error = resolve(&RefRequest::Name("release".into()), &advertised, None).unwrap_err();
-        assert_eq!(error, RefError::Ambiguous { name: "release".into() });
+        assert_eq!(
+            error,
+            RefError::Ambiguous {
+                name: "release".into()
+            }
+        );
     }
 
     #[test]
     fn semver_ranges_pick_the_highest_match() {
-        let tags = ["v1.2.0", "v1.4.2", "v1.4.10", "1.9.0", "v2.0.0", "v2.1.0-rc.1", "latest"];
+        let tags = [
+            "v1.2.0",
+            "v1.4.2",
+            "v1.4.10",
+            "1.9.0",
+            "v2.0.0",
+            "v2.1.0-rc.1",
+            "latest",
+        ];
         assert_eq!(pick(">=1.2.0 <2.0.0", &tags).unwrap(), "1.9.0");
         assert_eq!(pick(">=1.2.0, <2.0.0", &tags).unwrap(), "1.9.0");
         assert_eq!(pick("~1.4", &tags).unwrap(), "v1.4.10");

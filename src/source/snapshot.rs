@@ -43,8 +43,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotError {
     /// The path leaves the repository (`..`, absolute, or a symlink).
-    Escapes { path: String, reason: String },
-    NotFound { path: String },
+    Escapes {
+        path: String,
+        reason: String,
+    },
+    NotFound {
+        path: String,
+    },
     Limit(String),
     /// The object database could not be read: the mirror is damaged.
     Corrupt(String),
@@ -73,13 +78,19 @@ pub fn normalize(path: &str) -> Result<Vec<String>, SnapshotError> {
 
 /// Resolves a symlink's target relative to the directory holding the link.
 /// `..` may climb within the repository, never above its root.
-fn resolve_link(link_dir: &[String], target: &str, link: &str) -> Result<Vec<String>, SnapshotError> {
+fn resolve_link(
+    link_dir: &[String],
+    target: &str,
+    link: &str,
+) -> Result<Vec<String>, SnapshotError> {
     let escapes = |reason: &str| SnapshotError::Escapes {
         path: link.to_string(),
         reason: reason.to_string(),
     };
     if target.starts_with('/') {
-        return Err(escapes("it is a symlink to an absolute path, outside the repository"));
+        return Err(escapes(
+            "it is a symlink to an absolute path, outside the repository",
+        ));
     }
     let mut parts: Vec<String> = link_dir.to_vec();
     for part in target.split('/') {
@@ -87,7 +98,9 @@ fn resolve_link(link_dir: &[String], target: &str, link: &str) -> Result<Vec<Str
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(escapes("it is a symlink that points outside the repository"));
+                    return Err(escapes(
+                        "it is a symlink that points outside the repository",
+                    ));
                 }
             }
             other => parts.push(other.to_string()),
@@ -108,7 +121,12 @@ pub struct Files {
 const MAX_LINK_HOPS: usize = 16;
 
 /// Loads every file under `path` at `commit`.
-pub fn load(repo: &Repository, commit: Oid, path: &str, limits: Limits) -> Result<Files, SnapshotError> {
+pub fn load(
+    repo: &Repository,
+    commit: Oid,
+    path: &str,
+    limits: Limits,
+) -> Result<Files, SnapshotError> {
     let root_parts = normalize(path)?;
     let commit = repo.find_commit(commit).map_err(corrupt)?;
     let root = commit.tree().map_err(corrupt)?;
@@ -133,7 +151,12 @@ pub fn load(repo: &Repository, commit: Oid, path: &str, limits: Limits) -> Resul
 }
 
 /// Reads one file at `commit` (following symlinks inside the repository).
-pub fn read_file(repo: &Repository, commit: Oid, path: &str, limits: Limits) -> Result<Vec<u8>, SnapshotError> {
+pub fn read_file(
+    repo: &Repository,
+    commit: Oid,
+    path: &str,
+    limits: Limits,
+) -> Result<Vec<u8>, SnapshotError> {
     let parts = normalize(path)?;
     let commit = repo.find_commit(commit).map_err(corrupt)?;
     let root = commit.tree().map_err(corrupt)?;
@@ -172,7 +195,12 @@ struct Loader<'a, 'r> {
 
 impl<'a, 'r> Loader<'a, 'r> {
     /// Finds the entry at `parts`, following symlinks on the way.
-    fn lookup(&mut self, parts: &[String], hops: usize, shown: &str) -> Result<Entry<'r>, SnapshotError> {
+    fn lookup(
+        &mut self,
+        parts: &[String],
+        hops: usize,
+        shown: &str,
+    ) -> Result<Entry<'r>, SnapshotError> {
         if hops > MAX_LINK_HOPS {
             return Err(SnapshotError::Escapes {
                 path: shown.to_string(),
@@ -236,7 +264,8 @@ impl<'a, 'r> Loader<'a, 'r> {
                             if at.starts_with(&resolved) {
                                 return Err(SnapshotError::Escapes {
                                     path: shown,
-                                    reason: "it is a symlink to a directory that contains it".to_string(),
+                                    reason: "it is a symlink to a directory that contains it"
+                                        .to_string(),
                                 });
                             }
                             self.walk(&subtree, &resolved, &relative)?
@@ -283,7 +312,9 @@ impl<'a, 'r> Loader<'a, 'r> {
                 self.limits.max_total_bytes
             )));
         }
-        self.out.files.insert(relative.to_string(), blob.content().to_vec());
+        self.out
+            .files
+            .insert(relative.to_string(), blob.content().to_vec());
         Ok(())
     }
 }
@@ -295,12 +326,23 @@ fn corrupt(error: git2::Error) -> SnapshotError {
 /// Whether anything under any of `paths` differs between two commits. Equal
 /// tree ids mean equal content, so this reads a handful of tree objects, not
 /// the files.
-pub fn changed(repo: &Repository, old: Oid, new: Oid, paths: &[String]) -> Result<bool, SnapshotError> {
+pub fn changed(
+    repo: &Repository,
+    old: Oid,
+    new: Oid,
+    paths: &[String],
+) -> Result<bool, SnapshotError> {
     if old == new {
         return Ok(false);
     }
-    let old_tree = repo.find_commit(old).and_then(|c| c.tree()).map_err(corrupt)?;
-    let new_tree = repo.find_commit(new).and_then(|c| c.tree()).map_err(corrupt)?;
+    let old_tree = repo
+        .find_commit(old)
+        .and_then(|c| c.tree())
+        .map_err(corrupt)?;
+    let new_tree = repo
+        .find_commit(new)
+        .and_then(|c| c.tree())
+        .map_err(corrupt)?;
     for path in paths {
         let parts = normalize(path)?;
         if parts.is_empty() {
@@ -310,7 +352,11 @@ pub fn changed(repo: &Repository, old: Oid, new: Oid, paths: &[String]) -> Resul
             continue;
         }
         let joined = parts.join("/");
-        let id = |tree: &Tree<'_>| tree.get_path(std::path::Path::new(&joined)).ok().map(|e| e.id());
+        let id = |tree: &Tree<'_>| {
+            tree.get_path(std::path::Path::new(&joined))
+                .ok()
+                .map(|e| e.id())
+        };
         if id(&old_tree) != id(&new_tree) {
             return Ok(true);
         }
@@ -331,7 +377,10 @@ mod tests {
         assert_eq!(normalize("").unwrap(), parts(&[]));
         assert_eq!(normalize("./apps//web/").unwrap(), parts(&["apps", "web"]));
         for bad in ["../etc", "apps/../../x", "/etc/passwd", "apps/.."] {
-            assert!(matches!(normalize(bad), Err(SnapshotError::Escapes { .. })), "{bad}");
+            assert!(
+                matches!(normalize(bad), Err(SnapshotError::Escapes { .. })),
+                "{bad}"
+            );
         }
     }
 

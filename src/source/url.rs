@@ -127,7 +127,8 @@ impl RepoUrl {
                 (_, Some(info)) => {
                     let (user, password) = info.split_once(':').unwrap_or((info, ""));
                     url.display = format!("{scheme}://***@{host}{path}");
-                    url.embedded = Some((percent_decode(user), Secret::new(percent_decode(password))));
+                    url.embedded =
+                        Some((percent_decode(user), Secret::new(percent_decode(password))));
                 }
             }
             return Ok(url);
@@ -276,7 +277,10 @@ mod tests {
         assert_eq!(url.transport(), Transport::Https);
         assert_eq!(url.fetch_url(), "https://git.example.com/org/repo.git");
         assert_eq!(url.to_string(), "https://***@git.example.com/org/repo.git");
-        assert_eq!(format!("{url:?}"), "RepoUrl(https://***@git.example.com/org/repo.git)");
+        assert_eq!(
+            format!("{url:?}"),
+            "RepoUrl(https://***@git.example.com/org/repo.git)"
+        );
         let (user, password) = url.embedded_credentials().unwrap();
         assert_eq!(user, "deploy");
         assert_eq!(password.expose(), "t@ken");
@@ -317,7 +321,10 @@ mod tests {
     fn invalid_urls_are_errors_that_never_show_the_password() {
         let error = RepoUrl::parse("ftp://user:hunter2@host/repo").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
-        assert!(error.to_string().contains("unsupported scheme `ftp`"), "{error}");
+        assert!(
+            error.to_string().contains("unsupported scheme `ftp`"),
+            "{error}"
+        );
         let error = RepoUrl::parse("https://user:hunter2@host/").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(RepoUrl::parse("git://user@host/repo").is_err());

@@ -84,7 +84,10 @@ impl TestRepo {
         let bare = root.join(format!("{name}.git"));
         let work = root.join(format!("{name}-work"));
         std::fs::create_dir_all(&work).unwrap();
-        git(root, &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+        git(
+            root,
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
         git(&work, &["init", "-q", "-b", "main"]);
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
         let repo = TestRepo {
@@ -105,9 +108,15 @@ impl TestRepo {
             std::fs::write(full, content).unwrap();
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         let branch = git(&self.work, &["rev-parse", "--abbrev-ref", "HEAD"]);
-        git(&self.work, &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+        );
         self.head()
     }
 
@@ -121,12 +130,18 @@ impl TestRepo {
             Some(m) => git(&self.work, &["tag", "-a", name, "-m", m]),
             None => git(&self.work, &["tag", name]),
         };
-        git(&self.work, &["push", "-q", "origin", &format!("refs/tags/{name}")]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", &format!("refs/tags/{name}")],
+        );
     }
 
     /// Pushes the current commit to any ref name (e.g. `refs/pull/42/head`).
     pub fn push_ref(&self, name: &str) {
-        git(&self.work, &["push", "-q", "origin", &format!("HEAD:{name}")]);
+        git(
+            &self.work,
+            &["push", "-q", "origin", &format!("HEAD:{name}")],
+        );
     }
 }
 
@@ -252,9 +267,7 @@ impl HttpGit {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new()
-                    .fallback(http_backend)
-                    .with_state(state);
+                let app = axum::Router::new().fallback(http_backend).with_state(state);
                 axum::serve(
                     listener,
                     app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -367,7 +380,12 @@ async fn http_backend(
             let _ = stdin.write_all(&body);
         });
         let mut stdout = Vec::new();
-        child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_end(&mut stdout)
+            .unwrap();
         let _ = writer.join();
         let _ = child.wait();
         stdout
@@ -485,7 +503,11 @@ impl Sshd {
             .spawn()
             .expect("starting sshd");
         wait_for_port(port, &mut child, &log, "sshd");
-        let host_key = host_public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let host_key = host_public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
             .unwrap()
             .trim()
@@ -501,7 +523,12 @@ impl Sshd {
     }
 
     pub fn url(&self, repo: &TestRepo) -> String {
-        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repo.bare.display())
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            repo.bare.display()
+        )
     }
 
     pub fn log(&self) -> String {
