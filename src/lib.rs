@@ -12,6 +12,8 @@
 //!   requires of one.
 //! - [`source`]: git repositories → resolved commits and snapshots of files
 //!   (mirror cache, auth, refs, change detection).
+//! - [`render`]: a directory of manifests or a chart, an environment and
+//!   values → an ordered, checked set of objects with digests.
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
 //!   dispatches to them.
 
@@ -19,4 +21,5 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod render;
 pub mod source;

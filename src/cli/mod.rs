@@ -10,6 +10,7 @@
 //! cause chain.
 
 mod check;
+mod render;
 mod source;
 
 use std::io;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Check that the cluster is reachable and fit for windlass: version,
     /// credentials and server-side apply (dry-run, nothing is written).
     Check(check::Args),
+    /// Render a directory of manifests or a chart and print the objects
+    /// (no cluster needed).
+    Render(render::Args),
     /// Look at a git source: resolve a ref, list refs, print a file.
     Source(source::Args),
 }
@@ -88,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Check(args) => check::run(&cli.global, &args, &mut out).await,
+        Command::Render(args) => render::run(&cli.global, &args, &mut out),
         Command::Source(args) => source::run(&args, &mut out).await,
     }
 }

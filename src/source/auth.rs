@@ -78,6 +78,44 @@ pub enum HostKeys {
     InsecureAcceptAny,
 }
 
+/// Credentials from a Kubernetes Secret's data, as `spec.source.secretRef`
+/// names it: `username` and `password` for HTTP(S), or `identity` (an SSH
+/// private key), `known_hosts` and optionally `passphrase` for SSH.
+pub fn credentials_from_secret_data(
+    secret: &str,
+    data: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Credentials, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        data.get(key)
+            .map(|bytes| {
+                String::from_utf8(bytes.clone())
+                    .map_err(|_| format!("Secret {secret}: key `{key}` is not UTF-8 text"))
+            })
+            .transpose()
+    };
+    if let Some(identity) = text("identity")? {
+        let known_hosts = text("known_hosts")?.ok_or_else(|| {
+            format!(
+                "Secret {secret}: has `identity` but no `known_hosts`; add the server's host key"
+            )
+        })?;
+        return Ok(Credentials::SshKey {
+            private_key: Secret::new(identity),
+            passphrase: text("passphrase")?.map(Secret::new),
+            host_keys: HostKeys::Known(known_hosts),
+        });
+    }
+    match (text("username")?, text("password")?) {
+        (Some(username), Some(password)) => Ok(Credentials::Basic {
+            username,
+            password: Secret::new(password),
+        }),
+        _ => Err(format!(
+            "Secret {secret}: needs `username` and `password`, or `identity` and `known_hosts`"
+        )),
+    }
+}
+
 /// What happened inside the callbacks of one network operation.
 #[derive(Debug, Default)]
 pub struct Attempt {

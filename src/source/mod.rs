@@ -211,6 +211,32 @@ impl Snapshot {
     }
 }
 
+/// A snapshot is what render reads, exactly like a local directory.
+impl crate::render::FileTree for Snapshot {
+    fn describe(&self) -> String {
+        let commit = self.commit.to_string();
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        format!("{}@{}:{path}", self.repo, &commit[..commit.len().min(7)])
+    }
+
+    fn files(&self) -> Result<Vec<String>, crate::render::FileTreeError> {
+        Ok(self.files.keys().cloned().collect())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, crate::render::FileTreeError> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| crate::render::FileTreeError::NotFound {
+                path: path.to_string(),
+            })
+    }
+}
+
 /// Where mirrors live and how far operations may go.
 #[derive(Debug, Clone)]
 pub struct SourceOptions {

@@ -1,0 +1,2 @@
+app.kubernetes.io/name: {{chart.name}}
+app.kubernetes.io/instance: {{release.name}}

@@ -1,0 +1,670 @@
+//! Rendering: a directory of manifests or a chart, an environment and
+//! values in; an ordered, checked set of Kubernetes objects with digests out.
+//!
+//! ```text
+//!   RenderInput { tree: &dyn FileTree, environment, values, --set, namespace, git, scopes, limits }
+//!        │
+//!        ├─ no Chart.yaml: plain manifests ─ every .yaml/.yml/.json, path order ─┐
+//!        └─ Chart.yaml: chart ─ values layered ─ handlebars templates ───────────┤
+//!                                                                                 ▼
+//!                                     YAML documents (YAML 1.2, traps refused, limits)
+//!                                                                                 │
+//!          apiVersion/kind/metadata.name checked, `List`s expanded, scope decided, │
+//!          namespace defaulted, duplicates refused, sha256 of canonical JSON       ▼
+//!                                  Rendered { objects: [RenderedObject], manifest_digest }
+//! ```
+//!
+//! - Files are only ever read through [`FileTree`]: a local directory now, a
+//!   git snapshot from the `source` module later.
+//! - Never a partial result: any error means no objects at all.
+//! - Deterministic: the same inputs give the same objects, digests and
+//!   output bytes. No time, no randomness, no hash-map order.
+//! - Errors name the file or template, the document, the line and column,
+//!   and never quote document content (a Secret's value could be there).
+//!
+//! Where each rule lives: [`files`] (what is read), [`manifests`] (which
+//! files are manifests, `.windlassignore`), [`chart`] (charts, templates,
+//! partials), [`values`] (layering, `--set`), [`helpers`] (template
+//! helpers), [`yaml`] (parsing and the YAML 1.1 traps), [`scope`]
+//! (cluster-scoped kinds, namespace defaulting) and [`object`] (identity,
+//! digests, masking).
+
+pub mod chart;
+pub mod files;
+pub mod helpers;
+pub mod manifests;
+pub mod object;
+pub mod scope;
+pub mod values;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value;
+
+pub use chart::ChartMetadata;
+pub use files::{FileTree, FileTreeError, LocalDirectory, MemoryTree};
+pub use object::{
+    MASK, ObjectId, ObjectSource, RenderedObject, Sorted, canonical_json, digest, manifest_digest,
+    mask_secret_values,
+};
+pub use scope::{BUILTIN_CLUSTER_SCOPED, ScopeLookup};
+pub use values::{SetError, SetValue};
+pub use yaml::{ScalarRole, YamlError, YamlErrorKind, to_yaml};
+
+use manifests::{IGNORE_FILE, IgnoreRules};
+use scope::Scopes;
+use yaml::YamlLimits;
+
+/// Bounds on what one render may read and build. Each is its own error,
+/// with the limit in the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes per file read, and per template's rendered output. 4 MiB.
+    pub max_file_bytes: u64,
+    /// Bytes of all files one render reads. 64 MiB.
+    pub max_total_bytes: u64,
+    /// Documents in one file or one template's output. 10,000.
+    pub max_documents_per_file: usize,
+    /// Non-empty documents in one render. 50,000.
+    pub max_documents: usize,
+    /// Nesting depth of maps and lists. 100.
+    pub max_depth: usize,
+    /// Nodes aliases may copy in one file (alias bombs). 100,000.
+    pub max_alias_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_file_bytes: files::DEFAULT_MAX_FILE_BYTES,
+            max_total_bytes: files::DEFAULT_MAX_TOTAL_BYTES,
+            max_documents_per_file: 10_000,
+            max_documents: 50_000,
+            max_depth: 100,
+            max_alias_nodes: 100_000,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn yaml(&self) -> YamlLimits {
+        YamlLimits {
+            max_documents: self.max_documents_per_file,
+            max_depth: self.max_depth,
+            max_alias_nodes: self.max_alias_nodes,
+        }
+    }
+}
+
+/// Where a snapshot came from, for the `git` template context. The source
+/// module fills it; a plain directory has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitInfo {
+    /// Full commit id.
+    pub commit: String,
+    /// The ref that was resolved, e.g. `refs/heads/main`.
+    pub reference: Option<String>,
+}
+
+impl GitInfo {
+    /// The first 7 characters of the commit, as `git log --oneline` shows it.
+    pub fn short_commit(&self) -> String {
+        self.commit.chars().take(7).collect()
+    }
+}
+
+/// What the cluster offers, for the `capabilities` template context. Known
+/// only when rendering against a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// E.g. `1.36`.
+    pub kube_version: Option<String>,
+    /// E.g. `apps/v1`, `networking.k8s.io/v1`.
+    pub api_versions: Vec<String>,
+}
+
+/// One layer of caller values (an Application's inline values, a `-f`
+/// file), with a name for messages.
+#[derive(Clone)]
+pub struct ValuesLayer {
+    pub name: String,
+    /// A map (or null for none).
+    pub values: Value,
+}
+
+// Values may hold secrets: the name only.
+impl fmt::Debug for ValuesLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValuesLayer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValuesLayer {
+    /// Reads a values file the way chart values files are read (same YAML
+    /// rules and limits). It must hold one map (or nothing).
+    pub fn from_yaml(name: &str, text: &str, limits: &Limits) -> Result<ValuesLayer, Error> {
+        let value = yaml::load_single(text, &limits.yaml()).map_err(|error| Error::Yaml {
+            path: name.to_string(),
+            error,
+        })?;
+        match value {
+            None => Ok(ValuesLayer {
+                name: name.to_string(),
+                values: Value::Null,
+            }),
+            Some(values @ Value::Object(_)) => Ok(ValuesLayer {
+                name: name.to_string(),
+                values,
+            }),
+            Some(_) => Err(Error::ValuesNotMap {
+                path: name.to_string(),
+            }),
+        }
+    }
+}
+
+/// Everything a render needs.
+pub struct RenderInput<'a> {
+    pub tree: &'a dyn FileTree,
+    /// The release name templates see as `release.name`. `None`: the
+    /// chart's name (plain manifests are not templated and ignore it).
+    pub name: Option<String>,
+    /// The destination namespace: namespaced objects without one get it.
+    pub namespace: String,
+    /// Selects `values/<environment>.yaml` of a chart.
+    pub environment: Option<String>,
+    /// Caller values, layered in order above the environment file.
+    pub values: Vec<ValuesLayer>,
+    /// `--set` / `--set-string`, applied in order, last.
+    pub set: Vec<SetValue>,
+    pub git: Option<GitInfo>,
+    pub capabilities: Option<Capabilities>,
+    /// Which kinds are namespaced, when the caller knows (discovery).
+    pub scopes: Option<&'a dyn ScopeLookup>,
+    pub limits: Limits,
+}
+
+impl<'a> RenderInput<'a> {
+    /// A render of `tree` into `namespace` with no values and default limits.
+    pub fn new(tree: &'a dyn FileTree, namespace: impl Into<String>) -> RenderInput<'a> {
+        RenderInput {
+            tree,
+            name: None,
+            namespace: namespace.into(),
+            environment: None,
+            values: Vec::new(),
+            set: Vec::new(),
+            git: None,
+            capabilities: None,
+            scopes: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl fmt::Debug for RenderInput<'_> {
+    // Values and `--set` may hold secrets: their names only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderInput")
+            .field("tree", &self.tree.describe())
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("environment", &self.environment)
+            .field("values", &self.values)
+            .field("set", &self.set)
+            .field("git", &self.git)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a render.
+#[derive(Debug)]
+pub struct Rendered {
+    /// In source order: path order, then document order.
+    pub objects: Vec<RenderedObject>,
+    /// sha256 over the sorted identities and digests of all objects.
+    pub manifest_digest: String,
+    /// `Some` when the tree is a chart.
+    pub chart: Option<ChartMetadata>,
+    /// The release name (for a chart: the given name or the chart's).
+    pub release_name: Option<String>,
+    pub namespace: String,
+    pub environment: Option<String>,
+}
+
+/// Why a render produced nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{tree}: {error}")]
+    Files { tree: String, error: FileTreeError },
+
+    #[error("`{path}` is not UTF-8 text")]
+    NotUtf8 { path: String },
+
+    #[error("`{path}`: {error}")]
+    Yaml { path: String, error: YamlError },
+
+    #[error("chart `{chart}`: template `{template}`, rendered output {error}")]
+    RenderedYaml {
+        chart: String,
+        template: String,
+        error: YamlError,
+    },
+
+    #[error("the render holds more than the limit of {limit} documents")]
+    TooManyDocuments { limit: usize },
+
+    #[error("chart `{chart}`: template `{template}` renders more than the limit of {limit} bytes")]
+    RenderedTooLarge {
+        chart: String,
+        template: String,
+        limit: u64,
+    },
+
+    #[error(
+        "{origin}: not a Kubernetes object: expected a map with apiVersion, kind and metadata, \
+         found {found}"
+    )]
+    NotAnObject {
+        origin: ObjectSource,
+        found: &'static str,
+    },
+
+    #[error("{origin}: not a Kubernetes object: `{field}` is missing or not a string")]
+    MissingField {
+        origin: ObjectSource,
+        field: &'static str,
+    },
+
+    #[error("{origin}: `apiVersion` must be `VERSION` or `GROUP/VERSION`")]
+    BadApiVersion { origin: ObjectSource },
+
+    #[error(
+        "{origin}: metadata.generateName is not supported: GitOps needs a stable name to find \
+         the object again; set metadata.name instead"
+    )]
+    GenerateName { origin: ObjectSource },
+
+    #[error("{id} is defined twice: in {first} and in {second}")]
+    Duplicate {
+        id: String,
+        first: Box<ObjectSource>,
+        second: Box<ObjectSource>,
+    },
+
+    #[error(
+        "{origin}: {kind} is cluster-scoped but has metadata.namespace `{namespace}`; remove \
+         the namespace"
+    )]
+    NamespaceOnClusterScoped {
+        origin: ObjectSource,
+        kind: String,
+        namespace: String,
+    },
+
+    #[error("`Chart.yaml`: {reason}")]
+    ChartMetadata { reason: String },
+
+    #[error("values `{path}` are not a map of `key: value` pairs")]
+    ValuesNotMap { path: String },
+
+    #[error(
+        "chart `{chart}` has no environment `{environment}` (no values/{environment}.yaml); \
+         environments: {available}"
+    )]
+    UnknownEnvironment {
+        chart: String,
+        environment: String,
+        available: String,
+    },
+
+    #[error(
+        "environment name `{environment}` is not valid: use letters, digits, `.`, `_` and `-`, \
+         starting with a letter or digit"
+    )]
+    BadEnvironmentName { environment: String },
+
+    #[error("chart `{chart}`: template {template} line {line} column {column}: {message}")]
+    TemplateSyntax {
+        chart: String,
+        template: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("chart `{chart}`: template {template}{at}: missing value `{path}`")]
+    MissingValue {
+        chart: String,
+        template: String,
+        at: String,
+        path: String,
+    },
+
+    #[error("chart `{chart}`: template {template}{at}: {message}")]
+    Template {
+        chart: String,
+        template: String,
+        at: String,
+        message: String,
+    },
+
+    #[error("chart `{chart}`: partials include each other in a cycle: {cycle}")]
+    PartialCycle { chart: String, cycle: String },
+
+    #[error(
+        "chart `{chart}`: template `{template}` names a partial with an expression; only \
+         literal partial names are supported"
+    )]
+    DynamicPartial { chart: String, template: String },
+
+    #[error("chart `{chart}`: partial `{name}` is defined twice, by `{first}` and `{second}`")]
+    PartialClash {
+        chart: String,
+        name: String,
+        first: String,
+        second: String,
+    },
+
+    #[error(
+        "{tree} has no Chart.yaml, so it holds plain manifests, which are not templated and \
+         take no {what}"
+    )]
+    NotAChart { tree: String, what: &'static str },
+
+    #[error("`.windlassignore` line {line}: {reason}")]
+    Ignore { line: usize, reason: String },
+
+    #[error(transparent)]
+    Set(#[from] SetError),
+}
+
+/// Reads files through the tree, enforcing the limits, as text.
+pub(crate) struct Source<'a> {
+    tree: &'a dyn FileTree,
+    limits: Limits,
+    total: u64,
+}
+
+impl Source<'_> {
+    pub fn text(&mut self, path: &str) -> Result<String, Error> {
+        let files = |error| Error::Files {
+            tree: self.tree.describe(),
+            error,
+        };
+        let bytes = self.tree.read(path).map_err(files)?;
+        let size = bytes.len() as u64;
+        if size > self.limits.max_file_bytes {
+            return Err(files(FileTreeError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: self.limits.max_file_bytes,
+            }));
+        }
+        self.total += size;
+        if self.total > self.limits.max_total_bytes {
+            return Err(files(FileTreeError::TotalTooLarge {
+                path: path.to_string(),
+                limit: self.limits.max_total_bytes,
+            }));
+        }
+        String::from_utf8(bytes).map_err(|_| Error::NotUtf8 {
+            path: path.to_string(),
+        })
+    }
+}
+
+/// Renders a tree: plain manifests, or a chart when it has `Chart.yaml`.
+pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
+    let tree = input.tree;
+    let mut source = Source {
+        tree,
+        limits: input.limits,
+        total: 0,
+    };
+    let all = tree.files().map_err(|error| Error::Files {
+        tree: tree.describe(),
+        error,
+    })?;
+    let rules = if all.iter().any(|f| f == IGNORE_FILE) {
+        IgnoreRules::parse(&source.text(IGNORE_FILE)?)?
+    } else {
+        IgnoreRules::none()
+    };
+    let kept: Vec<&String> = all
+        .iter()
+        .filter(|path| path.as_str() != IGNORE_FILE && !rules.is_ignored(path))
+        .collect();
+    let is_chart = kept.iter().any(|f| *f == "Chart.yaml");
+
+    let mut documents = Documents {
+        limits: input.limits,
+        count: 0,
+        found: Vec::new(),
+    };
+    let (chart, release_name) = if is_chart {
+        let (metadata, outputs) = chart::render(input, &kept, &mut source)?;
+        for (path, text) in outputs {
+            documents.add(&path, &text, Some(&metadata.name))?;
+        }
+        let name = input.name.clone().unwrap_or_else(|| metadata.name.clone());
+        (Some(metadata), Some(name))
+    } else {
+        let what = if input.environment.is_some() {
+            Some("environment")
+        } else if !input.values.is_empty() || !input.set.is_empty() {
+            Some("values")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Error::NotAChart {
+                tree: tree.describe(),
+                what,
+            });
+        }
+        for path in kept.iter().filter(|p| manifests::is_manifest(p)) {
+            let text = source.text(path)?;
+            documents.add(path, &text, None)?;
+        }
+        (None, input.name.clone())
+    };
+
+    let objects = finish(documents.found, &input.namespace, input.scopes)?;
+    let manifest_digest = manifest_digest(&objects);
+    Ok(Rendered {
+        objects,
+        manifest_digest,
+        chart,
+        release_name,
+        namespace: input.namespace.clone(),
+        environment: input.environment.clone(),
+    })
+}
+
+/// Documents parsed so far, with their origin.
+struct Documents {
+    limits: Limits,
+    count: usize,
+    found: Vec<(ObjectSource, Value)>,
+}
+
+impl Documents {
+    fn add(&mut self, path: &str, text: &str, chart: Option<&str>) -> Result<(), Error> {
+        let parsed =
+            yaml::load_documents(text, &self.limits.yaml()).map_err(|error| match chart {
+                Some(chart) => Error::RenderedYaml {
+                    chart: chart.to_string(),
+                    template: path.to_string(),
+                    error,
+                },
+                None => Error::Yaml {
+                    path: path.to_string(),
+                    error,
+                },
+            })?;
+        self.count += parsed.len();
+        if self.count > self.limits.max_documents {
+            return Err(Error::TooManyDocuments {
+                limit: self.limits.max_documents,
+            });
+        }
+        for document in parsed {
+            let origin = ObjectSource {
+                path: path.to_string(),
+                template: chart.is_some(),
+                document: document.index,
+                item: None,
+            };
+            // A `v1 List` (as `kubectl get -o yaml` writes) holds objects.
+            let is_list = document.value["kind"] == "List"
+                && document.value["apiVersion"] == "v1"
+                && document.value["items"].is_array();
+            if is_list {
+                let Value::Object(mut list) = document.value else {
+                    unreachable!("checked above")
+                };
+                let Some(Value::Array(items)) = list.remove("items") else {
+                    unreachable!("checked above")
+                };
+                for (index, item) in items.into_iter().enumerate() {
+                    let origin = ObjectSource {
+                        item: Some(index + 1),
+                        ..origin.clone()
+                    };
+                    self.found.push((origin, item));
+                }
+            } else {
+                self.found.push((origin, document.value));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks every document, decides scopes, defaults namespaces, digests,
+/// refuses duplicates.
+fn finish(
+    found: Vec<(ObjectSource, Value)>,
+    namespace: &str,
+    caller: Option<&dyn ScopeLookup>,
+) -> Result<Vec<RenderedObject>, Error> {
+    let mut checked = Vec::with_capacity(found.len());
+    for (origin, value) in found {
+        let id = identify(&origin, &value)?;
+        checked.push((origin, value, id));
+    }
+    let scopes = Scopes::new(checked.iter().map(|(_, value, _)| value), caller);
+    let mut seen: BTreeMap<(String, String, Option<String>, String), ObjectSource> =
+        BTreeMap::new();
+    let mut objects = Vec::with_capacity(checked.len());
+    for (origin, mut value, mut id) in checked {
+        if scopes.is_namespaced(&id.group, &id.kind) {
+            if id.namespace.is_none() {
+                value["metadata"]["namespace"] = Value::String(namespace.to_string());
+                id.namespace = Some(namespace.to_string());
+            }
+        } else if let Some(namespace) = id.namespace.take() {
+            return Err(Error::NamespaceOnClusterScoped {
+                origin,
+                kind: id.kind,
+                namespace,
+            });
+        }
+        let key = (
+            id.group.clone(),
+            id.kind.clone(),
+            id.namespace.clone(),
+            id.name.clone(),
+        );
+        if let Some(first) = seen.get(&key) {
+            return Err(Error::Duplicate {
+                id: id.to_string(),
+                first: Box::new(first.clone()),
+                second: Box::new(origin),
+            });
+        }
+        seen.insert(key, origin.clone());
+        objects.push(RenderedObject::new(id, value, origin));
+    }
+    Ok(objects)
+}
+
+/// Reads an object's identity, refusing what is not a Kubernetes object.
+fn identify(origin: &ObjectSource, value: &Value) -> Result<ObjectId, Error> {
+    let Value::Object(map) = value else {
+        return Err(Error::NotAnObject {
+            origin: origin.clone(),
+            found: match value {
+                Value::Array(_) => "a list",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "nothing",
+            },
+        });
+    };
+    let text = |value: Option<&Value>, field: &'static str| match value {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(Error::MissingField {
+            origin: origin.clone(),
+            field,
+        }),
+    };
+    let api_version = text(map.get("apiVersion"), "apiVersion")?;
+    let kind = text(map.get("kind"), "kind")?;
+    let metadata = match map.get("metadata") {
+        Some(Value::Object(metadata)) => metadata,
+        _ => {
+            return Err(Error::MissingField {
+                origin: origin.clone(),
+                field: "metadata.name",
+            });
+        }
+    };
+    if metadata.contains_key("generateName") {
+        return Err(Error::GenerateName {
+            origin: origin.clone(),
+        });
+    }
+    let name = text(metadata.get("name"), "metadata.name")?;
+    let namespace = match metadata.get("namespace") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(Error::MissingField {
+                origin: origin.clone(),
+                field: "metadata.namespace",
+            });
+        }
+    };
+    let (group, version) = match api_version.split_once('/') {
+        None => (String::new(), api_version.clone()),
+        Some((group, version))
+            if !group.is_empty() && !version.is_empty() && !version.contains('/') =>
+        {
+            (group.to_string(), version.to_string())
+        }
+        Some(_) => {
+            return Err(Error::BadApiVersion {
+                origin: origin.clone(),
+            });
+        }
+    };
+    Ok(ObjectId {
+        group,
+        version,
+        kind,
+        namespace,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests;
