@@ -21,5 +21,8 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod history;
 pub mod render;
 pub mod source;
+pub mod spec;
+pub mod sync;

@@ -12,6 +12,8 @@
 mod check;
 mod render;
 mod source;
+mod sync;
+mod target;
 
 use std::io;
 use std::path::PathBuf;
@@ -73,6 +75,11 @@ pub enum Command {
     Render(render::Args),
     /// Look at a git source: resolve a ref, list refs, print a file.
     Source(source::Args),
+    /// Show what sync would change (exit 0: nothing, 1: changes, 2: error).
+    Diff(sync::DiffArgs),
+    /// Apply the desired state: create, update, prune, wait for health,
+    /// record a revision.
+    Sync(sync::SyncArgs),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -94,5 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Check(args) => check::run(&cli.global, &args, &mut out).await,
         Command::Render(args) => render::run(&cli.global, &args, &mut out),
         Command::Source(args) => source::run(&args, &mut out).await,
+        Command::Diff(args) => sync::diff(&cli.global, &args, &mut out).await,
+        Command::Sync(args) => sync::sync(&cli.global, &args, &mut out).await,
     }
 }

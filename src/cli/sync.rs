@@ -1,0 +1,319 @@
+//! `windlass diff` and `windlass sync`.
+//!
+//! `diff` prints what `sync` would change, like `kubectl diff`, and exits
+//! 0 when nothing would, 1 when something would, 2 on error. `sync` applies
+//! it, records a revision, and prints progress as it goes.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::json;
+
+use super::target::TargetArgs;
+use super::{ExitStatus, GlobalArgs};
+use crate::cluster;
+use crate::spec::parse_duration;
+use crate::sync::apply::{ApplyOptions, gate};
+use crate::sync::diff::{display_name, unified_diff};
+use crate::sync::engine::{self, SyncOptions};
+use crate::sync::health::HealthState;
+use crate::sync::kinds::Kinds;
+use crate::sync::plan::{Action, Plan, PlanOptions};
+use crate::sync::prune::{PruneDecision, PruneOptions};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PruneArgs {
+    /// Allow pruning when the render produced no objects at all.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Also prune Namespaces, CustomResourceDefinitions and
+    /// PersistentVolumeClaims (they take other objects or data with them).
+    #[arg(long)]
+    pub prune_dangerous: bool,
+    /// How many requests run at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+impl PruneArgs {
+    fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            prune: PruneOptions {
+                allow_empty: self.allow_empty,
+                dangerous: self.prune_dangerous,
+            },
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    prune: PruneArgs,
+    /// Output: a unified diff per object, or the plan as JSON.
+    #[arg(short, long, value_enum, default_value = "diff")]
+    output: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DiffFormat {
+    Diff,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    prune_args: PruneArgs,
+    /// Delete the objects the previous revision had and this one lacks.
+    #[arg(long)]
+    prune: bool,
+    /// Fail on fields owned by other field managers instead of taking them
+    /// over (by default Git wins).
+    #[arg(long)]
+    no_force_conflicts: bool,
+    /// Do not wait for health.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for health (Go duration: 90s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    timeout: String,
+}
+
+struct Session {
+    client: kube::Client,
+    kinds: Arc<Kinds>,
+    namespace: String,
+}
+
+async fn session(global: &GlobalArgs) -> anyhow::Result<Session> {
+    let connection = cluster::connect(&global.cluster_options()).await?;
+    let kinds = Kinds::discover(&connection.client).await?;
+    let namespace = global
+        .namespace
+        .clone()
+        .unwrap_or_else(|| connection.default_namespace.clone());
+    Ok(Session {
+        client: connection.client,
+        kinds: Arc::new(kinds),
+        namespace,
+    })
+}
+
+pub async fn diff(
+    global: &GlobalArgs,
+    args: &DiffArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitStatus> {
+    let session = session(global).await?;
+    let target = args
+        .target
+        .target(&session.client, &session.namespace)
+        .await?;
+    let cache = args
+        .target
+        .credentials
+        .cache(Duration::from_secs(args.target.git_timeout));
+    let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    let plan = engine::plan(
+        &session.client,
+        &session.kinds,
+        &target.app,
+        &desired,
+        args.prune.plan_options(),
+    )
+    .await?;
+    match args.output {
+        DiffFormat::Diff => print_plan(&plan, out, std::io::stdout().is_terminal())?,
+        DiffFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &plan_json(&plan))?;
+            writeln!(out)?;
+        }
+    }
+    if !plan.rejected.is_empty() {
+        gate(&plan, &ApplyOptions::default())?;
+    }
+    Ok(if plan.has_changes() {
+        ExitStatus::Attention
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub async fn sync(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitStatus> {
+    let session = session(global).await?;
+    let target = args
+        .target
+        .target(&session.client, &session.namespace)
+        .await?;
+    let cache = args
+        .target
+        .credentials
+        .cache(Duration::from_secs(args.target.git_timeout));
+    let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    let options = SyncOptions {
+        plan: args.prune_args.plan_options(),
+        apply: ApplyOptions {
+            force_conflicts: !args.no_force_conflicts,
+            prune: args.prune,
+            wait: !args.no_wait,
+            timeout: parse_duration(&args.timeout)?,
+            concurrency: args.prune_args.concurrency,
+        },
+        description: "sync".into(),
+        triggered_by: engine::cli_trigger(),
+    };
+    // Progress goes to stdout as it happens.
+    let progress = |line: &str| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}");
+    };
+    let result = engine::sync(
+        &session.client,
+        &session.kinds,
+        &target.app,
+        &desired,
+        &options,
+        &progress,
+    )
+    .await?;
+    let Some(revision) = result.revision else {
+        writeln!(
+            out,
+            "no changes: {} ({})",
+            target.app.full(),
+            result.plan.summary()
+        )?;
+        return Ok(ExitStatus::Success);
+    };
+    if let Some(error) = result.error {
+        bail!(
+            "revision {revision} of {} failed: {error}",
+            target.app.full()
+        );
+    }
+    let report = result.report.expect("a deployed revision has a report");
+    let health = match report.health.as_ref().map(|h| h.state) {
+        Some(HealthState::Healthy) => "healthy",
+        None => "health not checked",
+        _ => "unhealthy",
+    };
+    writeln!(
+        out,
+        "revision {revision} deployed: {} created, {} updated, {} deleted, {} unchanged; {health}",
+        report.created.len(),
+        report.updated.len(),
+        report.deleted.len(),
+        report.unchanged
+    )?;
+    Ok(ExitStatus::Success)
+}
+
+fn print_plan(plan: &Plan, out: &mut impl Write, color: bool) -> anyhow::Result<()> {
+    for change in &plan.changes {
+        match change.action {
+            Action::Unchanged => continue,
+            Action::Deferred => {
+                out.write_all(
+                    unified_diff(&change.id, None, Some(&change.desired), color).as_bytes(),
+                )?;
+            }
+            Action::Create | Action::Update => {
+                let after = change.dry_run.as_ref().unwrap_or(&change.desired);
+                out.write_all(
+                    unified_diff(&change.id, change.live.as_ref(), Some(after), color).as_bytes(),
+                )?;
+            }
+        }
+        for conflict in &change.conflicts {
+            writeln!(
+                out,
+                "! {}: {} is owned by field manager {} (sync takes it over; --no-force-conflicts refuses)",
+                display_name(&change.id),
+                conflict.field,
+                conflict.manager
+            )?;
+        }
+    }
+    for decision in &plan.prune {
+        match decision {
+            PruneDecision::Delete(id) => {
+                out.write_all(unified_diff(id, plan.prune_live.get(id), None, color).as_bytes())?;
+            }
+            PruneDecision::Keep { id, reason } => {
+                writeln!(out, "# not pruned: {}: {reason}", display_name(id))?;
+            }
+        }
+    }
+    if let Some(refused) = &plan.prune_refused {
+        writeln!(out, "# {refused}")?;
+    }
+    for rejection in &plan.rejected {
+        writeln!(
+            out,
+            "# rejected: {} ({}): {}",
+            display_name(&rejection.id),
+            rejection.origin,
+            rejection.message
+        )?;
+    }
+    writeln!(out, "{}", plan.summary())?;
+    Ok(())
+}
+
+fn plan_json(plan: &Plan) -> serde_json::Value {
+    let id_json = |id: &crate::render::ObjectId| json!({ "apiVersion": id.api_version(), "kind": id.kind, "namespace": id.namespace, "name": id.name });
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            let after = c.dry_run.as_ref().unwrap_or(&c.desired);
+            json!({
+                "object": id_json(&c.id),
+                "action": c.action,
+                "conflicts": c.conflicts,
+                "diff": (c.action != Action::Unchanged).then(|| unified_diff(&c.id, c.live.as_ref(), Some(after), false)),
+            })
+        })
+        .collect();
+    let prune: Vec<_> = plan
+        .prune
+        .iter()
+        .map(|d| match d {
+            PruneDecision::Delete(id) => json!({ "object": id_json(id), "action": "delete" }),
+            PruneDecision::Keep { id, reason } => {
+                json!({ "object": id_json(id), "action": "keep", "reason": reason })
+            }
+        })
+        .collect();
+    let rejected: Vec<_> = plan
+        .rejected
+        .iter()
+        .map(|r| json!({ "object": id_json(&r.id), "origin": r.origin, "message": r.message }))
+        .collect();
+    json!({
+        "app": plan.app.full(),
+        "summary": {
+            "create": plan.count(Action::Create) + plan.count(Action::Deferred),
+            "update": plan.count(Action::Update),
+            "delete": plan.deletions().count(),
+            "unchanged": plan.count(Action::Unchanged),
+            "conflicts": plan.conflicts(),
+        },
+        "changes": changes,
+        "prune": prune,
+        "pruneRefused": plan.prune_refused.as_ref().map(|r| r.to_string()),
+        "rejected": rejected,
+    })
+}

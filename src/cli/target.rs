@@ -1,0 +1,303 @@
+//! Which application a verb works on, in one of three ways:
+//!
+//! ```text
+//!   -f app.yaml                      an Application manifest (the controller's CRD)
+//!   --repo R --ref F --path P ...    flags, read through the git source module
+//!   --dir PATH                       a plain local directory (CI on a pull request)
+//! ```
+//!
+//! Also the credential flags that `windlass source` shares.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+
+use crate::render::{SetValue, ValuesLayer};
+use crate::source::{Credentials, HostKeys, Repo, Secret, SourceCache, SourceOptions};
+use crate::spec::Application;
+use crate::sync::engine::{SourceSpec, Target};
+use crate::sync::identity::AppIdentity;
+
+/// Git credentials, from files and environment variables only.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
+    /// User name for HTTP(S) basic authentication.
+    #[arg(long, value_name = "USER", requires = "password_env")]
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the HTTP(S) password or token.
+    #[arg(long, value_name = "VAR", requires = "username")]
+    pub password_env: Option<String>,
+    /// SSH private key file.
+    #[arg(long, value_name = "FILE", conflicts_with = "username")]
+    pub ssh_key: Option<PathBuf>,
+    /// Name of the environment variable that holds the SSH key's passphrase.
+    #[arg(long, value_name = "VAR", requires = "ssh_key")]
+    pub ssh_key_passphrase_env: Option<String>,
+    /// known_hosts file with the server's SSH host key (OpenSSH format).
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub known_hosts: Option<PathBuf>,
+    /// Accept any SSH host key. Allows a man in the middle; for testing only.
+    #[arg(long, requires = "ssh_key", conflicts_with = "known_hosts")]
+    pub insecure_ignore_host_key: bool,
+    /// Mirror cache directory (default: $WINDLASS_GIT_CACHE, else
+    /// ~/.cache/windlass/git).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl CredentialArgs {
+    /// Whether any credential flag was given.
+    pub fn given(&self) -> bool {
+        self.username.is_some() || self.ssh_key.is_some()
+    }
+
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        if let (Some(username), Some(var)) = (&self.username, &self.password_env) {
+            return Ok(Credentials::Basic {
+                username: username.clone(),
+                password: Secret::new(from_env(var)?),
+            });
+        }
+        let Some(key_file) = &self.ssh_key else {
+            return Ok(Credentials::None);
+        };
+        let private_key = std::fs::read_to_string(key_file)
+            .with_context(|| format!("cannot read SSH key {}", key_file.display()))?;
+        let host_keys = match (&self.known_hosts, self.insecure_ignore_host_key) {
+            (Some(file), _) => HostKeys::Known(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read known_hosts {}", file.display()))?,
+            ),
+            (None, true) => HostKeys::InsecureAcceptAny,
+            (None, false) => bail!(
+                "--ssh-key needs --known-hosts FILE with the server's host key \
+                 (or --insecure-ignore-host-key, which allows a man in the middle)"
+            ),
+        };
+        Ok(Credentials::SshKey {
+            private_key: Secret::new(private_key),
+            passphrase: self
+                .ssh_key_passphrase_env
+                .as_deref()
+                .map(from_env)
+                .transpose()?
+                .map(Secret::new),
+            host_keys,
+        })
+    }
+
+    pub fn cache(&self, timeout: std::time::Duration) -> SourceCache {
+        let mut options = SourceOptions::new(
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(SourceOptions::default_cache_dir),
+        );
+        options.timeout = timeout;
+        SourceCache::new(options)
+    }
+}
+
+pub fn from_env(var: &str) -> anyhow::Result<String> {
+    std::env::var(var).with_context(|| format!("environment variable {var} is not set"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// An Application manifest (YAML).
+    #[arg(short = 'f', long = "file", value_name = "APP.yaml", conflicts_with_all = ["repo", "dir"])]
+    pub file: Option<PathBuf>,
+    /// Git repository (URL or local path).
+    #[arg(long, value_name = "REPO", conflicts_with = "dir")]
+    pub repo: Option<String>,
+    /// Branch, tag, commit, full ref or semver range (with --repo).
+    #[arg(long = "ref", value_name = "REF", requires = "repo")]
+    pub reference: Option<String>,
+    /// Directory inside the repository (with --repo).
+    #[arg(long, value_name = "PATH", requires = "repo")]
+    pub path: Option<String>,
+    /// A plain local directory instead of a repository.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Environment: selects values/<ENV>.yaml of a chart.
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Application name (default: the directory's or repository path's last part).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set a value (typed: numbers, booleans, null), e.g. --set image.tag=1.2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Set a value as a string.
+    #[arg(long = "set-string", value_name = "KEY=VALUE")]
+    pub set_string: Vec<String>,
+    /// A values file, above the chart's and the environment's.
+    #[arg(long = "values", value_name = "FILE")]
+    pub values_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    /// Longest a git network operation may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub git_timeout: u64,
+}
+
+impl TargetArgs {
+    /// Builds the target. `namespace` is `-n`, else the kubeconfig's.
+    pub async fn target(&self, client: &kube::Client, namespace: &str) -> anyhow::Result<Target> {
+        let mut values = Vec::new();
+        let (app, destination, source, mut environment) = if let Some(file) = &self.file {
+            let application = read_application(file)?;
+            let app_namespace = application
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| namespace.to_string());
+            let name = application
+                .metadata
+                .name
+                .clone()
+                .with_context(|| format!("{}: metadata.name is missing", file.display()))?;
+            let spec = &application.spec;
+            let credentials = if self.credentials.given() {
+                self.credentials.credentials()?
+            } else if let Some(secret) = &spec.source.secret_ref {
+                secret_credentials(client, &app_namespace, &secret.name).await?
+            } else {
+                Credentials::None
+            };
+            if let Some(inline) = &spec.values {
+                values.push(ValuesLayer {
+                    name: format!("{}: spec.values", file.display()),
+                    values: serde_json::Value::Object(inline.clone()),
+                });
+            }
+            let destination = spec
+                .destination
+                .namespace
+                .clone()
+                .unwrap_or_else(|| app_namespace.clone());
+            let source = SourceSpec::Git {
+                repo: Box::new(Repo::new(&spec.source.repo_url, credentials)?),
+                reference: spec
+                    .source
+                    .reference
+                    .clone()
+                    .unwrap_or_else(|| "HEAD".into()),
+                path: spec.source.path.clone().unwrap_or_default(),
+            };
+            (
+                AppIdentity::new(app_namespace, name),
+                destination,
+                source,
+                spec.environment.clone(),
+            )
+        } else if let Some(repo) = &self.repo {
+            let path = self.path.clone().unwrap_or_default();
+            let name = self.name.clone().unwrap_or_else(|| {
+                last_part(&path).unwrap_or_else(|| last_part(repo).unwrap_or_else(|| "app".into()))
+            });
+            let source = SourceSpec::Git {
+                repo: Box::new(Repo::new(repo, self.credentials.credentials()?)?),
+                reference: self.reference.clone().unwrap_or_else(|| "HEAD".into()),
+                path,
+            };
+            (
+                AppIdentity::new(namespace, name),
+                namespace.to_string(),
+                source,
+                None,
+            )
+        } else if let Some(dir) = &self.dir {
+            let absolute = std::path::absolute(dir).unwrap_or(dir.clone());
+            let name = self
+                .name
+                .clone()
+                .or_else(|| last_part(&absolute.display().to_string()))
+                .unwrap_or_else(|| "app".into());
+            (
+                AppIdentity::new(namespace, name),
+                namespace.to_string(),
+                SourceSpec::Directory(dir.clone()),
+                None,
+            )
+        } else {
+            bail!(
+                "say which application: -f app.yaml, --repo REPO [--ref REF --path PATH], or --dir DIR"
+            );
+        };
+        if self.environment.is_some() {
+            environment = self.environment.clone();
+        }
+        for file in &self.values_files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read values file {}", file.display()))?;
+            values.push(ValuesLayer::from_yaml(
+                &file.display().to_string(),
+                &text,
+                &Default::default(),
+            )?);
+        }
+        let mut set = Vec::new();
+        for arg in &self.set {
+            set.push(SetValue::parse(arg)?);
+        }
+        for arg in &self.set_string {
+            set.push(SetValue::parse_string(arg)?);
+        }
+        Ok(Target {
+            release_name: Some(app.name.clone()),
+            app,
+            namespace: destination,
+            source,
+            environment,
+            values,
+            set,
+        })
+    }
+}
+
+fn last_part(text: &str) -> Option<String> {
+    text.trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .map(|s| s.trim_end_matches(".git").to_string())
+        .filter(|s| !s.is_empty() && s != ".")
+}
+
+fn read_application(file: &std::path::Path) -> anyhow::Result<Application> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read Application manifest {}", file.display()))?;
+    let value = crate::render::yaml::load_single(&text, &crate::render::Limits::default().yaml())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        .with_context(|| format!("{} is empty", file.display()))?;
+    let application: Application = serde_json::from_value(value).with_context(|| {
+        format!(
+            "{}: not a valid windlass.dev/v1alpha1 Application",
+            file.display()
+        )
+    })?;
+    Ok(application)
+}
+
+/// Reads `spec.source.secretRef` from the cluster.
+async fn secret_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Credentials> {
+    let api: kube::Api<KubeSecret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = api.get(name).await.map_err(|e| {
+        anyhow::anyhow!(
+            "reading git credentials Secret {namespace}/{name}: {}",
+            crate::cluster::explain(&e)
+        )
+    })?;
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    crate::source::auth::credentials_from_secret_data(&format!("{namespace}/{name}"), &data)
+        .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,16 @@
+//! Revision history: one record per sync that changed something.
+//!
+//! ```text
+//!   sync ──► RevisionRecord (pending) ──► apply ──► RevisionRecord (deployed | failed)
+//!                     │                                      │
+//!                     └──────── store: Secrets in the application's namespace ◄──┘
+//! ```
+//!
+//! [`record`] is the model and its encoding (pure); [`store`] reads and
+//! writes the Secrets.
+
+pub mod record;
+pub mod store;
+
+pub use record::{RevisionRecord, RevisionStatus};
+pub use store::{RevisionStore, StoreError};

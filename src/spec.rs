@@ -1,0 +1,279 @@
+//! The `Application`: one spec read by the CLI (`-f app.yaml`, or built from
+//! flags) and by the controller (as the `windlass.dev/v1alpha1` CRD).
+//!
+//! ```text
+//!   Application
+//!   ├─ source       repoURL, ref, path, secretRef     → source::Repo + ref + path
+//!   ├─ environment  values/<env>.yaml of a chart      → render
+//!   ├─ values       inline values                     → render (layer 3)
+//!   ├─ destination  namespace                         → render + sync
+//!   ├─ sync         automated, prune, selfHeal, interval, windows
+//!   ├─ rollback     onHealthFailure, healthTimeout
+//!   ├─ historyLimit, dependsOn, suspend
+//! ```
+//!
+//! Durations (`interval`, `healthTimeout`, window `duration`) use Go's
+//! `time.ParseDuration` syntax, as Kubernetes and Flux do: `90s`, `5m`,
+//! `1h30m`, `62h`.
+
+use std::time::Duration;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An application: where its manifests come from and how windlass keeps the
+/// cluster equal to them.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "windlass.dev",
+    version = "v1alpha1",
+    kind = "Application",
+    namespaced,
+    shortname = "wapp"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    pub source: Source,
+    /// Selects `values/<environment>.yaml` of a chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Inline values, above the chart's and the environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub destination: Destination,
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// How many revision records to keep (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+/// Where the manifests come from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// https://, ssh://, git://, file:// or (CLI only) a local path.
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// Branch, tag, commit, full ref or semver range. Default: the remote's HEAD.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Directory inside the repository. Default: its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A Secret in the Application's namespace: `username`/`password`, or
+    /// `identity` (SSH private key) and `known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct LocalObjectReference {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Namespace for namespaced objects that name none. Default: the
+    /// Application's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
+    /// Sync on every change without being asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub automated: bool,
+    /// Delete objects that left the desired state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
+    /// Revert hand edits (drift) instead of only reporting them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub self_heal: bool,
+    /// How often to check the source and the cluster (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<SyncWindow>,
+}
+
+/// A time window that allows or denies syncing (cron schedule + duration).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncWindow {
+    /// `allow` or `deny`.
+    pub kind: String,
+    /// POSIX cron, five fields.
+    pub schedule: String,
+    pub duration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPolicy {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_health_failure: bool,
+    /// How long to wait for health after a sync (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct Dependency {
+    pub name: String,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+impl Application {
+    /// The namespace namespaced objects land in: `destination.namespace`,
+    /// else the Application's own namespace, else `default`.
+    pub fn destination_namespace(&self) -> String {
+        self.spec
+            .destination
+            .namespace
+            .clone()
+            .or_else(|| self.metadata.namespace.clone())
+            .unwrap_or_else(|| "default".to_string())
+    }
+
+    /// `<namespace>.<name>`: the identity written on every applied object.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}.{}",
+            self.metadata.namespace.as_deref().unwrap_or("default"),
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    pub fn history_limit(&self) -> u32 {
+        self.spec.history_limit.unwrap_or(10)
+    }
+
+    pub fn health_timeout(&self) -> Result<Duration, DurationError> {
+        self.spec
+            .rollback
+            .health_timeout
+            .as_deref()
+            .map(parse_duration)
+            .unwrap_or(Ok(Duration::from_secs(300)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration `{text}`: {reason} (examples: 90s, 5m, 1h30m)")]
+pub struct DurationError {
+    pub text: String,
+    pub reason: String,
+}
+
+/// Go's `time.ParseDuration` for non-negative durations: a sequence of
+/// decimal numbers with units `ns`, `us` (`µs`), `ms`, `s`, `m`, `h`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let error = |reason: &str| DurationError {
+        text: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(error("it is empty"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| error("a number needs a unit"))?;
+        if number_end == 0 {
+            return Err(error("expected a number"));
+        }
+        let number: f64 = rest[..number_end]
+            .parse()
+            .map_err(|_| error("bad number"))?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err(error("a number needs a unit")),
+            other => return Err(error(&format!("unknown unit `{other}`"))),
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("62h"), Ok(Duration::from_secs(62 * 3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "m", "5 minutes", "-5s", "5d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_duration("5d")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit `d`")
+        );
+    }
+
+    #[test]
+    fn an_application_reads_from_yaml_with_defaults() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "windlass.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": "guestbook", "namespace": "team-a" },
+            "spec": {
+                "source": { "repoURL": "https://git.example.com/deploy.git", "ref": "main", "path": "apps/guestbook" },
+                "environment": "production",
+                "values": { "replicas": 3 },
+                "sync": { "prune": true, "interval": "1m" },
+            }
+        }))
+        .unwrap();
+        assert_eq!(app.spec.source.reference.as_deref(), Some("main"));
+        assert_eq!(app.destination_namespace(), "team-a");
+        assert_eq!(app.identity(), "team-a.guestbook");
+        assert_eq!(app.history_limit(), 10);
+        assert_eq!(app.health_timeout(), Ok(Duration::from_secs(300)));
+        assert!(app.spec.sync.prune && !app.spec.sync.self_heal);
+    }
+}

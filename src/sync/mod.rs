@@ -1,0 +1,24 @@
+//! The sync engine: make the cluster equal to the rendered desired state.
+//!
+//! ```text
+//!   Rendered ──► plan ──────────────► Plan { create | update | unchanged | conflict | delete }
+//!                 (discovery, GET live,        │
+//!                  SSA dry-run, compare)       ▼
+//!                                      apply: validation gate (every write dry-run first),
+//!                                             phases (order), SSA as `windlass`,
+//!                                             prune (guards), health wait
+//! ```
+//!
+//! Pure decisions live in their own files and are unit-tested there:
+//! [`identity`] (labels), [`order`] (phases), [`diff`] (normalisation and
+//! masked diffs), [`health`] (per-kind verdicts), [`prune`] (guards).
+
+pub mod apply;
+pub mod diff;
+pub mod engine;
+pub mod health;
+pub mod identity;
+pub mod kinds;
+pub mod order;
+pub mod plan;
+pub mod prune;
