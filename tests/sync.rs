@@ -603,3 +603,69 @@ async fn diff_exit_codes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_record_larger_than_one_secret_is_split_and_reads_back() {
+    with_namespace("sync-large", |client, ns| async move {
+        // Four ConfigMaps of ~900 KB incompressible data: ~3.6 MB of
+        // manifests, far over the 1 MiB a Secret holds.
+        let mut state = 0x2545f4914f6cdd1du64;
+        let mut noise = |n: usize| -> String {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    char::from_digit((state % 36) as u32, 36).unwrap()
+                })
+                .collect()
+        };
+        let files: Vec<(String, String)> = (0..4)
+            .map(|i| {
+                (
+                    format!("big-{i}.yaml"),
+                    configmap(&format!("big-{i}"), &noise(900_000)),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        let dir = app_dir("sync-large", &refs);
+        let out = sync(dir.path(), &ns, &["--no-wait"], 0);
+        assert!(out.contains("revision 1 deployed: 4 created"), "{out}");
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let parts = secrets
+            .list(&ListParams::default().labels("windlass.dev/revision-part=1"))
+            .await
+            .unwrap()
+            .items;
+        assert!(
+            parts.len() >= 2,
+            "the record spans several Secrets ({} parts)",
+            parts.len()
+        );
+        let store = windlass::history::RevisionStore::new(
+            &client,
+            &windlass::sync::identity::AppIdentity::new(ns.clone(), "app"),
+        );
+        let record = store.load(1).await.unwrap();
+        assert_eq!(record.manifests.len(), 4);
+        assert_eq!(record.status, windlass::history::RevisionStatus::Deployed);
+
+        // A missing part is a clear error, not a wrong record.
+        let part = parts[0].metadata.name.clone().unwrap();
+        secrets
+            .delete(&part, &DeleteParams::default())
+            .await
+            .unwrap();
+        let error = store.load(1).await.unwrap_err().to_string();
+        assert!(
+            error.contains("revision 1") && error.contains("is missing"),
+            "{error}"
+        );
+    })
+    .await;
+}

@@ -13,9 +13,13 @@
 //!
 //! [`LocalDirectory`] rules:
 //! - `.git` directories are not listed;
-//! - symlinks are never followed: one that resolves inside the root is
-//!   skipped (its target is listed under its own path), one that resolves
-//!   outside the root (or nowhere) is an error naming it;
+//! - symlinks are followed when their target stays inside the boundary,
+//!   exactly as in a git snapshot: the target's content appears at the
+//!   link's path (a linked directory's files under the link). The boundary
+//!   is the enclosing git work tree (the nearest ancestor with `.git`), so a
+//!   checkout renders with `--dir` as it does from the repository; outside a
+//!   checkout it is the directory itself. A target outside the boundary, a
+//!   dangling link or a loop is an error naming the link;
 //! - a file larger than the per-file limit, or reads adding up to more than
 //!   the total limit, are errors naming the file and the limit.
 
@@ -61,8 +65,8 @@ pub enum FileTreeError {
     TotalTooLarge { path: String, limit: u64 },
 
     #[error(
-        "symlink `{path}` points outside the directory being rendered (or nowhere); windlass \
-         does not follow it"
+        "symlink `{path}` points outside the repository (outside a git checkout: outside the \
+         directory), into a loop, or nowhere; windlass does not follow it"
     )]
     SymlinkOutside { path: String },
 
@@ -78,8 +82,11 @@ pub enum FileTreeError {
 #[derive(Debug)]
 pub struct LocalDirectory {
     root: PathBuf,
-    /// `root`, canonicalised: symlink targets are checked against it.
+    /// `root`, canonicalised.
     canonical_root: PathBuf,
+    /// Symlink targets must stay inside it: the enclosing git work tree, or
+    /// `canonical_root` outside a checkout.
+    boundary: PathBuf,
     max_file_bytes: u64,
     max_total_bytes: u64,
     bytes_read: AtomicU64,
@@ -115,9 +122,15 @@ impl LocalDirectory {
                 reason: "not a directory".to_string(),
             });
         }
+        let boundary = canonical_root
+            .ancestors()
+            .find(|dir| dir.join(".git").exists())
+            .unwrap_or(&canonical_root)
+            .to_path_buf();
         Ok(LocalDirectory {
             root,
             canonical_root,
+            boundary,
             max_file_bytes,
             max_total_bytes,
             bytes_read: AtomicU64::new(0),
@@ -129,7 +142,15 @@ impl LocalDirectory {
         &self.root
     }
 
-    fn walk(&self, dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), FileTreeError> {
+    /// Lists `dir` (canonical) under `prefix`. `visiting` holds the
+    /// directories on the current path, to catch symlink loops.
+    fn walk(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        out: &mut Vec<String>,
+        visiting: &mut Vec<PathBuf>,
+    ) -> Result<(), FileTreeError> {
         let io = |path: &str, error: std::io::Error| FileTreeError::Io {
             path: if path.is_empty() {
                 self.describe()
@@ -150,17 +171,27 @@ impl LocalDirectory {
             let relative = format!("{prefix}{name}");
             let file_type = entry.file_type().map_err(|e| io(&relative, e))?;
             if file_type.is_symlink() {
-                // Never followed. Inside the root, the target is listed
-                // under its own path; outside (or dangling), refuse.
-                match fs::canonicalize(entry.path()) {
-                    Ok(target) if target.starts_with(&self.canonical_root) => continue,
-                    _ => return Err(FileTreeError::SymlinkOutside { path: relative }),
+                let target = fs::canonicalize(entry.path())
+                    .ok()
+                    .filter(|t| t.starts_with(&self.boundary) && !visiting.contains(t))
+                    .ok_or_else(|| FileTreeError::SymlinkOutside {
+                        path: relative.clone(),
+                    })?;
+                if target.is_dir() {
+                    visiting.push(target.clone());
+                    self.walk(&target, &format!("{relative}/"), out, visiting)?;
+                    visiting.pop();
+                } else if target.is_file() {
+                    out.push(relative);
                 }
             } else if file_type.is_dir() {
                 if name == ".git" {
                     continue;
                 }
-                self.walk(&entry.path(), &format!("{relative}/"), out)?;
+                let path = entry.path();
+                visiting.push(path.clone());
+                self.walk(&path, &format!("{relative}/"), out, visiting)?;
+                visiting.pop();
             } else if file_type.is_file() {
                 out.push(relative);
             }
@@ -176,7 +207,8 @@ impl FileTree for LocalDirectory {
 
     fn files(&self) -> Result<Vec<String>, FileTreeError> {
         let mut files = Vec::new();
-        self.walk(&self.canonical_root, "", &mut files)?;
+        let mut visiting = vec![self.canonical_root.clone()];
+        self.walk(&self.canonical_root, "", &mut files, &mut visiting)?;
         files.sort();
         Ok(files)
     }
@@ -197,7 +229,14 @@ impl FileTree for LocalDirectory {
                 reason: error.to_string(),
             },
         };
-        let metadata = fs::symlink_metadata(&full).map_err(io)?;
+        // Follow symlinks, as `files` does, but never out of the boundary.
+        let full = fs::canonicalize(&full).map_err(io)?;
+        if !full.starts_with(&self.boundary) {
+            return Err(FileTreeError::SymlinkOutside {
+                path: path.to_string(),
+            });
+        }
+        let metadata = fs::metadata(&full).map_err(io)?;
         if !metadata.is_file() {
             return Err(FileTreeError::Io {
                 path: path.to_string(),
@@ -336,14 +375,37 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_inside_are_skipped_and_outside_are_refused() {
+    fn symlinks_inside_the_boundary_are_followed_like_in_git() {
         let dir = scratch("links");
         let outside = scratch("links-outside");
+        fs::create_dir_all(dir.join("shared")).unwrap();
         fs::write(dir.join("real.yaml"), "x").unwrap();
-        fs::write(outside.join("secret"), "x").unwrap();
+        fs::write(dir.join("shared/base.yaml"), "b").unwrap();
+        fs::write(outside.join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(dir.join("real.yaml"), dir.join("alias.yaml")).unwrap();
+        std::os::unix::fs::symlink("shared", dir.join("linked")).unwrap();
         let tree = LocalDirectory::new(&dir).unwrap();
-        assert_eq!(tree.files().unwrap(), ["real.yaml"]);
+        assert_eq!(
+            tree.files().unwrap(),
+            [
+                "alias.yaml",
+                "linked/base.yaml",
+                "real.yaml",
+                "shared/base.yaml"
+            ]
+        );
+        assert_eq!(tree.read("alias.yaml").unwrap(), b"x");
+        assert_eq!(tree.read("linked/base.yaml").unwrap(), b"b");
+
+        // A loop is refused rather than followed forever.
+        std::os::unix::fs::symlink("..", dir.join("shared/up")).unwrap();
+        // Which of `shared/up` and `linked/up` is met first depends on the
+        // directory's order; either way it is the loop that is named.
+        assert!(matches!(
+            tree.files().unwrap_err(),
+            FileTreeError::SymlinkOutside { path } if path.ends_with("/up")
+        ));
+        fs::remove_file(dir.join("shared/up")).unwrap();
 
         std::os::unix::fs::symlink(outside.join("secret"), dir.join("escape.yaml")).unwrap();
         let error = tree.files().unwrap_err();
@@ -354,10 +416,23 @@ mod tests {
             }
         );
         assert!(error.to_string().contains("points outside"), "{error}");
-        // Reading through the link is refused too: it is not a regular file.
         assert!(tree.read("escape.yaml").is_err());
         fs::remove_dir_all(&dir).unwrap();
         fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[test]
+    fn inside_a_git_checkout_the_boundary_is_the_repository() {
+        let repo = scratch("links-repo");
+        fs::create_dir_all(repo.join(".git")).unwrap();
+        fs::create_dir_all(repo.join("apps/web")).unwrap();
+        fs::create_dir_all(repo.join("base")).unwrap();
+        fs::write(repo.join("base/labels.yaml"), "l").unwrap();
+        std::os::unix::fs::symlink("../../base", repo.join("apps/web/base")).unwrap();
+        let tree = LocalDirectory::new(repo.join("apps/web")).unwrap();
+        assert_eq!(tree.files().unwrap(), ["base/labels.yaml"]);
+        assert_eq!(tree.read("base/labels.yaml").unwrap(), b"l");
+        fs::remove_dir_all(&repo).unwrap();
     }
 
     #[test]

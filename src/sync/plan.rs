@@ -537,9 +537,16 @@ async fn list_live(
                     .into_iter()
                     .filter_map(|o| o.metadata.name.clone().map(|n| (n, o)))
                     .collect();
+                // List items carry no apiVersion/kind; the diff needs them.
+                let with_type = |object: DynamicObject| {
+                    let mut value = to_value(object);
+                    value["apiVersion"] = kind.resource.api_version.clone().into();
+                    value["kind"] = kind.resource.kind.clone().into();
+                    value
+                };
                 Ok(ids
                     .into_iter()
-                    .filter_map(|id| by_name.get(&id.name).cloned().map(|o| (id, to_value(o))))
+                    .filter_map(|id| by_name.get(&id.name).cloned().map(|o| (id, with_type(o))))
                     .collect())
             }
         }))
