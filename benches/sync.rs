@@ -186,19 +186,17 @@ async fn run() {
 }
 
 fn options() -> SyncOptions {
-    SyncOptions {
-        plan: PlanOptions {
-            concurrency: CONCURRENCY,
-            ..PlanOptions::default()
-        },
-        apply: ApplyOptions {
-            wait: false,
-            concurrency: CONCURRENCY,
-            ..ApplyOptions::default()
-        },
-        description: "bench".into(),
-        triggered_by: "bench".into(),
-    }
+    let mut options = SyncOptions::new("bench", "bench");
+    options.plan = PlanOptions {
+        concurrency: CONCURRENCY,
+        ..PlanOptions::default()
+    };
+    options.apply = ApplyOptions {
+        wait: false,
+        concurrency: CONCURRENCY,
+        ..ApplyOptions::default()
+    };
+    options
 }
 
 fn report(

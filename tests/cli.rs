@@ -40,6 +40,30 @@ fn version_and_help_name_the_tool_and_its_verbs() {
     assert!(stdout.contains("--namespace"), "{stdout}");
 }
 
+#[test]
+fn every_verb_has_working_help() {
+    // clap checks a command's definition when it is first used: this catches
+    // clashing argument names in any verb.
+    for verb in [
+        "check",
+        "source",
+        "render",
+        "diff",
+        "sync",
+        "history",
+        "rollback",
+        "uninstall",
+    ] {
+        let output = windlass_without_cluster()
+            .args([verb, "--help"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{verb} --help:\n{stdout}{stderr}");
+        assert!(stdout.contains("Usage: windlass"), "{verb}: {stdout}");
+    }
+}
+
 #[tokio::test]
 async fn check_passes_against_the_cluster_and_reports_its_version() {
     let client = support::client().await;

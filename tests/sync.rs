@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use support::git::{GitDaemon, TempDir, TestRepo};
-use support::{eventually, with_namespace};
+use support::{configmap, eventually, with_namespace, write_files};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -23,24 +23,12 @@ fn app_dir(purpose: &str, files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-fn write_files(root: &Path, files: &[(&str, &str)]) {
-    for (path, content) in files {
-        let full = root.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-}
-
 fn run(args: &[&str]) -> Output {
     support::windlass().args(args).output().unwrap()
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    support::output_text(output)
 }
 
 /// `windlass sync --dir DIR -n NS --name app ARGS...`, asserting its exit code.
@@ -76,12 +64,6 @@ fn diff(dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
     let all = text(&output);
     assert_eq!(output.status.code(), Some(code), "diff {extra:?}:\n{all}");
     all
-}
-
-fn configmap(name: &str, value: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
-    )
 }
 
 async fn resource_version(client: &Client, ns: &str, name: &str) -> String {

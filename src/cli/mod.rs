@@ -10,6 +10,7 @@
 //! cause chain.
 
 mod check;
+mod history;
 mod render;
 mod source;
 mod sync;
@@ -80,6 +81,12 @@ pub enum Command {
     /// Apply the desired state: create, update, prune, wait for health,
     /// record a revision.
     Sync(sync::SyncArgs),
+    /// List an application's revisions (like helm history).
+    History(history::HistoryArgs),
+    /// Re-apply a stored revision exactly (no render, no git) and record it.
+    Rollback(history::RollbackArgs),
+    /// Delete an application's objects and its history.
+    Uninstall(history::UninstallArgs),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -103,5 +110,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Source(args) => source::run(&args, &mut out).await,
         Command::Diff(args) => sync::diff(&cli.global, &args, &mut out).await,
         Command::Sync(args) => sync::sync(&cli.global, &args, &mut out).await,
+        Command::History(args) => history::history(&cli.global, &args, &mut out).await,
+        Command::Rollback(args) => history::rollback(&cli.global, &args, &mut out).await,
+        Command::Uninstall(args) => history::uninstall(&cli.global, &args, &mut out).await,
     }
 }

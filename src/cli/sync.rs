@@ -14,11 +14,13 @@ use serde_json::json;
 use super::target::TargetArgs;
 use super::{ExitStatus, GlobalArgs};
 use crate::cluster;
+use crate::history::RevisionStore;
 use crate::spec::parse_duration;
 use crate::sync::apply::{ApplyOptions, gate};
 use crate::sync::diff::{display_name, unified_diff};
 use crate::sync::engine::{self, SyncOptions};
 use crate::sync::health::HealthState;
+use crate::sync::identity::AppIdentity;
 use crate::sync::kinds::Kinds;
 use crate::sync::plan::{Action, Plan, PlanOptions};
 use crate::sync::prune::{PruneDecision, PruneOptions};
@@ -51,6 +53,12 @@ impl PruneArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
+    /// With --revision: the application whose stored revision to compare.
+    #[arg(value_name = "NAME", requires = "revision")]
+    app: Option<String>,
+    /// Compare a stored revision (exactly what it applied) with live.
+    #[arg(long, value_name = "N", requires = "app")]
+    revision: Option<u64>,
     #[command(flatten)]
     target: TargetArgs,
     #[command(flatten)]
@@ -85,15 +93,26 @@ pub struct SyncArgs {
     /// How long to wait for health (Go duration: 90s, 5m).
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     timeout: String,
+    /// When health fails or times out, roll back to the last successful
+    /// revision (and refuse this commit until a new one arrives).
+    #[arg(long)]
+    rollback_on_failure: bool,
+    /// Apply even a commit that failed and was rolled back automatically.
+    #[arg(long)]
+    force: bool,
+    /// Revision records to keep (the live and the last successful one are
+    /// always kept).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    history_limit: u32,
 }
 
-struct Session {
-    client: kube::Client,
-    kinds: Arc<Kinds>,
-    namespace: String,
+pub(super) struct Session {
+    pub client: kube::Client,
+    pub kinds: Arc<Kinds>,
+    pub namespace: String,
 }
 
-async fn session(global: &GlobalArgs) -> anyhow::Result<Session> {
+pub(super) async fn session(global: &GlobalArgs) -> anyhow::Result<Session> {
     let connection = cluster::connect(&global.cluster_options()).await?;
     let kinds = Kinds::discover(&connection.client).await?;
     let namespace = global
@@ -113,19 +132,33 @@ pub async fn diff(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitStatus> {
     let session = session(global).await?;
-    let target = args
-        .target
-        .target(&session.client, &session.namespace)
-        .await?;
-    let cache = args
-        .target
-        .credentials
-        .cache(Duration::from_secs(args.target.git_timeout));
-    let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    let (app, desired) = match (&args.app, args.revision) {
+        (Some(name), Some(number)) => {
+            let app = AppIdentity::new(session.namespace.clone(), name.clone());
+            let record = RevisionStore::new(&session.client, &app)
+                .load(number)
+                .await?;
+            let desired = engine::desired_from_record(&record, &app)?;
+            (app, desired)
+        }
+        _ => {
+            let target = args
+                .target
+                .target(&session.client, &session.namespace)
+                .await?;
+            let cache = args
+                .target
+                .credentials
+                .cache(Duration::from_secs(args.target.git_timeout));
+            let desired =
+                engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+            (target.app, desired)
+        }
+    };
     let plan = engine::plan(
         &session.client,
         &session.kinds,
-        &target.app,
+        &app,
         &desired,
         args.prune.plan_options(),
     )
@@ -173,6 +206,9 @@ pub async fn sync(
         },
         description: "sync".into(),
         triggered_by: engine::cli_trigger(),
+        history_limit: args.history_limit,
+        force: args.force,
+        rollback_on_failure: args.rollback_on_failure,
     };
     // Progress goes to stdout as it happens.
     let progress = |line: &str| {
@@ -188,20 +224,32 @@ pub async fn sync(
         &progress,
     )
     .await?;
+    report_sync(&target.app, result, out)
+}
+
+/// Prints how a sync or rollback ended; a failure is an error (exit 2).
+pub(super) fn report_sync(
+    app: &AppIdentity,
+    result: engine::SyncResult,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitStatus> {
     let Some(revision) = result.revision else {
         writeln!(
             out,
             "no changes: {} ({})",
-            target.app.full(),
+            app.full(),
             result.plan.summary()
         )?;
         return Ok(ExitStatus::Success);
     };
     if let Some(error) = result.error {
-        bail!(
-            "revision {revision} of {} failed: {error}",
-            target.app.full()
-        );
+        match result.rolled_back_to {
+            Some(good) => bail!(
+                "revision {revision} of {} failed: {error}; rolled back to revision {good}",
+                app.full()
+            ),
+            None => bail!("revision {revision} of {} failed: {error}", app.full()),
+        }
     }
     let report = result.report.expect("a deployed revision has a report");
     let health = match report.health.as_ref().map(|h| h.state) {

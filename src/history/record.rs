@@ -160,9 +160,31 @@ pub struct RevisionRecord {
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSummary>,
+    /// Set on a failed revision that an automatic rollback replaced: its
+    /// commit and values are not synced again until a new commit arrives or
+    /// the user forces it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 impl RevisionRecord {
+    /// Whether it applied and passed its health check (now or before it was
+    /// replaced).
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self.status,
+            RevisionStatus::Deployed | RevisionStatus::Superseded | RevisionStatus::RolledBack
+        )
+    }
+
+    /// The commit it came from, for git sources.
+    pub fn commit(&self) -> Option<&str> {
+        match &self.source {
+            RecordSource::Git { commit, .. } => Some(commit),
+            RecordSource::Directory { .. } => None,
+        }
+    }
+
     pub fn inventory_ids(&self) -> Vec<ObjectId> {
         self.inventory.iter().map(ObjectId::from).collect()
     }
@@ -238,6 +260,7 @@ mod tests {
             }],
             outcome: None,
             health: None,
+            quarantined: false,
         }
     }
 

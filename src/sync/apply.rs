@@ -411,7 +411,7 @@ async fn prune(
     }
 }
 
-async fn delete_and_wait(
+pub(crate) async fn delete_and_wait(
     client: &kube::Client,
     id: &ObjectId,
     kind: &Kind,

@@ -89,6 +89,19 @@ pub enum EngineError {
     NoRecordNamespace(String),
     #[error("creating namespace {namespace}: {reason}")]
     CreateNamespace { namespace: String, reason: String },
+    #[error(
+        "{what} failed at revision {revision} and was rolled back automatically; windlass will \
+         not apply it again: push a new commit, change the values, or pass --force"
+    )]
+    Quarantined { what: String, revision: u64 },
+    #[error("application {app}: no revision to roll back to{why}")]
+    NoRollbackTarget { app: String, why: String },
+    #[error("application {app}: revision {revision}: {reason}")]
+    BadRecord {
+        app: String,
+        revision: u64,
+        reason: String,
+    },
 }
 
 /// The rendered desired state and where it came from.
@@ -203,6 +216,27 @@ pub struct SyncOptions {
     /// `sync`, `rollback to 3`, ...
     pub description: String,
     pub triggered_by: String,
+    /// Records to keep (default 10); the live and the last successful
+    /// revision are always kept.
+    pub history_limit: u32,
+    /// Sync even a commit and values that failed and were rolled back.
+    pub force: bool,
+    /// When health fails, roll back to the last successful revision.
+    pub rollback_on_failure: bool,
+}
+
+impl SyncOptions {
+    pub fn new(description: impl Into<String>, triggered_by: impl Into<String>) -> SyncOptions {
+        SyncOptions {
+            plan: PlanOptions::default(),
+            apply: ApplyOptions::default(),
+            description: description.into(),
+            triggered_by: triggered_by.into(),
+            history_limit: 10,
+            force: false,
+            rollback_on_failure: false,
+        }
+    }
 }
 
 /// What a sync did.
@@ -214,6 +248,9 @@ pub struct SyncResult {
     pub report: Option<ApplyReport>,
     /// Why the sync failed, when it did (the record says the same).
     pub error: Option<String>,
+    /// For a rollback, or a sync that rolled back automatically: the
+    /// revision whose manifests were re-applied.
+    pub rolled_back_to: Option<u64>,
 }
 
 /// The previous inventory and a plan of `desired` against the cluster.
@@ -247,6 +284,9 @@ pub async fn sync(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SyncResult, EngineError> {
     let store = RevisionStore::new(client, app);
+    if !options.force {
+        refuse_quarantined(&store, desired).await?;
+    }
     let (previous, _) = store.previous_inventory().await?;
     let plan = plan::plan(
         client,
@@ -270,6 +310,7 @@ pub async fn sync(
             status: None,
             report: None,
             error: None,
+            rolled_back_to: None,
         });
     }
 
@@ -303,6 +344,7 @@ pub async fn sync(
         inventory: pending_inventory.iter().map(InventoryEntry::from).collect(),
         outcome: None,
         health: None,
+        quarantined: false,
     };
     store.create(&record).await?;
     progress(&format!("revision {number}: applying ({})", plan.summary()));
@@ -363,16 +405,247 @@ pub async fn sync(
     record.status = status;
     store.update(&record).await?;
     if status == RevisionStatus::Deployed {
-        supersede_older(&store, number).await?;
+        let replaced = if options.description.starts_with("rollback") {
+            RevisionStatus::RolledBack
+        } else {
+            RevisionStatus::Superseded
+        };
+        replace_older(&store, number, replaced).await?;
     }
     close_interrupted(&store, number).await?;
+    enforce_history_limit(&store, options.history_limit).await?;
+
+    let health_failed = report
+        .as_ref()
+        .and_then(|r| r.health.as_ref())
+        .is_some_and(|h| h.state == HealthState::Failed);
+    let mut rolled_back_to = None;
+    if options.rollback_on_failure && health_failed {
+        progress(&format!(
+            "revision {number} failed its health check: rolling back"
+        ));
+        record.quarantined = true;
+        store.update(&record).await?;
+        let rollback_options = SyncOptions {
+            rollback_on_failure: false,
+            ..options.clone()
+        };
+        match Box::pin(rollback(
+            client,
+            kinds,
+            app,
+            None,
+            &rollback_options,
+            progress,
+        ))
+        .await
+        {
+            Ok(result) => rolled_back_to = result.rolled_back_to,
+            Err(error) => progress(&format!("automatic rollback failed: {error}")),
+        }
+    }
     Ok(SyncResult {
         plan,
         revision: Some(number),
         status: Some(status),
         report,
         error,
+        rolled_back_to,
     })
+}
+
+/// Rolls back to revision `target` (default: the previous successful one):
+/// re-applies exactly its stored manifests (no render, no git), prunes what
+/// it did not contain, waits for health and records a new revision
+/// `rollback to N`; the replaced revision becomes `rolled-back`.
+pub async fn rollback(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    target: Option<u64>,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    let store = RevisionStore::new(client, app);
+    let number = match target {
+        Some(number) => number,
+        None => previous_successful(&store, app).await?,
+    };
+    let record = store.load(number).await?;
+    let desired = desired_from_record(&record, app)?;
+    let mut options = SyncOptions {
+        description: format!("rollback to {number}"),
+        force: true,
+        ..options.clone()
+    };
+    options.apply.prune = true;
+    progress(&format!("rolling back {} to revision {number}", app.full()));
+    let mut result = sync(client, kinds, app, &desired, &options, progress).await?;
+    result.rolled_back_to = Some(number);
+    Ok(result)
+}
+
+/// The newest successful revision older than the current one.
+async fn previous_successful(store: &RevisionStore, app: &AppIdentity) -> Result<u64, EngineError> {
+    let headers = store.list().await?;
+    let Some(current) = headers.last() else {
+        return Err(EngineError::NoRollbackTarget {
+            app: app.full(),
+            why: ": it has no history".into(),
+        });
+    };
+    let successful = |h: &&crate::history::store::RevisionHeader| {
+        matches!(
+            h.status,
+            Some(
+                RevisionStatus::Deployed | RevisionStatus::Superseded | RevisionStatus::RolledBack
+            )
+        )
+    };
+    // The current revision is what is live; roll back to one before it.
+    headers
+        .iter()
+        .rev()
+        .filter(|h| h.number < current.number)
+        .find(successful)
+        .map(|h| h.number)
+        .ok_or_else(|| EngineError::NoRollbackTarget {
+            app: app.full(),
+            why: ": no successful revision before the current one".into(),
+        })
+}
+
+/// A stored revision as a desired state: its manifests, exactly.
+pub fn desired_from_record(
+    record: &RevisionRecord,
+    app: &AppIdentity,
+) -> Result<Desired, EngineError> {
+    let bad = |reason: String| EngineError::BadRecord {
+        app: app.full(),
+        revision: record.revision,
+        reason,
+    };
+    let mut objects = Vec::with_capacity(record.manifests.len());
+    for (index, manifest) in record.manifests.iter().enumerate() {
+        let api_version = manifest["apiVersion"]
+            .as_str()
+            .ok_or_else(|| bad(format!("manifest {} has no apiVersion", index + 1)))?;
+        let (group, version) = match api_version.split_once('/') {
+            Some((group, version)) => (group.to_string(), version.to_string()),
+            None => (String::new(), api_version.to_string()),
+        };
+        let metadata = &manifest["metadata"];
+        let id = ObjectId {
+            group,
+            version,
+            kind: manifest["kind"]
+                .as_str()
+                .ok_or_else(|| bad(format!("manifest {} has no kind", index + 1)))?
+                .to_string(),
+            namespace: metadata["namespace"].as_str().map(str::to_string),
+            name: metadata["name"]
+                .as_str()
+                .ok_or_else(|| bad(format!("manifest {} has no name", index + 1)))?
+                .to_string(),
+        };
+        let digest = metadata["annotations"][super::identity::ANNOTATION_DIGEST]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| render::object::digest(manifest));
+        objects.push(render::RenderedObject {
+            id,
+            object: manifest.clone(),
+            source: render::ObjectSource {
+                path: format!("revision {}", record.revision),
+                template: false,
+                document: index + 1,
+                item: None,
+            },
+            digest,
+        });
+    }
+    Ok(Desired {
+        rendered: Rendered {
+            objects,
+            manifest_digest: record.manifest_digest.clone(),
+            chart: None,
+            release_name: None,
+            namespace: app.namespace.clone(),
+            environment: record.environment.clone(),
+        },
+        source: record.source.clone(),
+        values_digest: record.values_digest.clone(),
+    })
+}
+
+/// Refuses a desired state that failed and was rolled back automatically.
+async fn refuse_quarantined(store: &RevisionStore, desired: &Desired) -> Result<(), EngineError> {
+    let headers = store.list().await?;
+    for header in headers.iter().rev() {
+        if header.status != Some(RevisionStatus::Failed) {
+            continue;
+        }
+        let record = store.load(header.number).await?;
+        if !record.quarantined {
+            continue;
+        }
+        let same_source = match (&record.source, &desired.source) {
+            (RecordSource::Git { commit: a, .. }, RecordSource::Git { commit: b, .. }) => a == b,
+            _ => record.manifest_digest == desired.rendered.manifest_digest,
+        };
+        if same_source && record.values_digest == desired.values_digest {
+            let what = match record.commit() {
+                Some(commit) => format!("commit {}", &commit[..commit.len().min(7)]),
+                None => "this desired state".to_string(),
+            };
+            return Err(EngineError::Quarantined {
+                what,
+                revision: record.revision,
+            });
+        }
+        // An older quarantine does not block a different source.
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Deletes the oldest records beyond `limit`, never the current revision,
+/// the last successful one, or a pending one.
+async fn enforce_history_limit(store: &RevisionStore, limit: u32) -> Result<(), StoreError> {
+    let headers = store.list().await?;
+    let limit = limit.max(1) as usize;
+    if headers.len() <= limit {
+        return Ok(());
+    }
+    let current = headers.last().map(|h| h.number);
+    let last_successful = headers
+        .iter()
+        .rev()
+        .find(|h| {
+            matches!(
+                h.status,
+                Some(
+                    RevisionStatus::Deployed
+                        | RevisionStatus::Superseded
+                        | RevisionStatus::RolledBack
+                )
+            )
+        })
+        .map(|h| h.number);
+    let mut excess = headers.len() - limit;
+    for header in &headers {
+        if excess == 0 {
+            break;
+        }
+        let protected = Some(header.number) == current
+            || Some(header.number) == last_successful
+            || header.status == Some(RevisionStatus::Pending);
+        if !protected {
+            store.delete(header.number).await?;
+            excess -= 1;
+        }
+    }
+    Ok(())
 }
 
 /// Records live in the application's namespace. When it does not exist yet
@@ -440,12 +713,17 @@ fn final_inventory(plan: &Plan, report: &ApplyReport) -> Vec<InventoryEntry> {
     ids.iter().map(InventoryEntry::from).collect()
 }
 
-/// Marks every older deployed revision superseded.
-async fn supersede_older(store: &RevisionStore, current: u64) -> Result<(), StoreError> {
+/// Marks every older deployed revision `replaced` (superseded, or
+/// rolled-back when a rollback replaced it).
+async fn replace_older(
+    store: &RevisionStore,
+    current: u64,
+    replaced: RevisionStatus,
+) -> Result<(), StoreError> {
     for header in store.list().await? {
         if header.number < current && header.status == Some(RevisionStatus::Deployed) {
             let mut old = store.load(header.number).await?;
-            old.status = RevisionStatus::Superseded;
+            old.status = replaced;
             store.update(&old).await?;
         }
     }
@@ -485,4 +763,81 @@ pub fn cli_trigger() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}@{host}")
+}
+
+/// What an uninstall did.
+#[derive(Debug, Default)]
+pub struct UninstallReport {
+    pub deleted: Vec<ObjectId>,
+    pub kept: Vec<(ObjectId, String)>,
+    pub records_deleted: usize,
+}
+
+/// Deletes every object of the application's inventory, with prune's guards
+/// (label still ours, `windlass.dev/prune: disabled`, dangerous kinds only
+/// when asked), then its revision records unless `keep_history`.
+pub async fn uninstall(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    dangerous: bool,
+    keep_history: bool,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<UninstallReport, EngineError> {
+    let store = RevisionStore::new(client, app);
+    let (inventory, _) = store.previous_inventory().await?;
+    let mut live = std::collections::HashMap::new();
+    for id in &inventory {
+        if let Some(kind) = kinds.resolve(id).await?
+            && let Some(object) = plan::get(client, id, &kind).await?
+        {
+            live.insert(id.clone(), object);
+        }
+    }
+    let candidates: Vec<&ObjectId> = inventory.iter().collect();
+    let options = super::prune::PruneOptions {
+        allow_empty: true,
+        dangerous,
+    };
+    let decisions = super::prune::decide(app, &candidates, 0, |id| live.get(id), options)
+        .expect("allow_empty never refuses");
+    let mut report = UninstallReport::default();
+    let mut deletions: Vec<ObjectId> = Vec::new();
+    for decision in decisions {
+        match decision {
+            PruneDecision::Delete(id) => deletions.push(id),
+            PruneDecision::Keep { id, reason } => {
+                progress(&format!(
+                    "kept {}: {reason}",
+                    super::diff::display_name(&id)
+                ));
+                report.kept.push((id, reason));
+            }
+        }
+    }
+    deletions.sort_by_key(|id| std::cmp::Reverse(super::order::Phase::of(id)));
+    let mut failures = Vec::new();
+    for id in deletions {
+        let Some(kind) = kinds.resolve(&id).await? else {
+            continue;
+        };
+        match apply::delete_and_wait(client, &id, &kind, std::time::Duration::from_secs(300)).await
+        {
+            Ok(()) => {
+                progress(&format!("deleted {}", super::diff::display_name(&id)));
+                report.deleted.push(id);
+            }
+            Err(why) => failures.push((id, why)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(ApplyError::Prune(failures).into());
+    }
+    if !keep_history {
+        for header in store.list().await? {
+            store.delete(header.number).await?;
+            report.records_deleted += 1;
+        }
+    }
+    Ok(report)
 }

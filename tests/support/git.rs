@@ -182,9 +182,17 @@ impl GitDaemon {
         let port = free_port();
         let log = root.join("git-daemon.log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new("git")
+        // `git daemon` runs `git-daemon` as a child and would survive a kill
+        // of the wrapper: start the daemon itself.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("running git (install git)");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let mut child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--verbose",

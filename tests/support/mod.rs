@@ -135,3 +135,41 @@ pub fn windlass() -> Command {
     command.arg("--kubeconfig").arg(kubeconfig());
     command
 }
+
+/// Writes `files` (relative path, content) under `root`.
+pub fn write_files(root: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let full = root.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+}
+
+/// A ConfigMap manifest with one key.
+pub fn configmap(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+/// stdout and stderr of a finished command, together.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs the windlass binary against the cluster under test and asserts its
+/// exit code; returns its output.
+pub fn windlass_expect(args: &[&str], code: i32) -> String {
+    let output = windlass().args(args).output().unwrap();
+    let text = output_text(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "windlass {args:?}:\n{text}"
+    );
+    text
+}
