@@ -5,7 +5,9 @@
 //!   floor: a bare loop of the same server-side apply PATCHes at the same
 //!   concurrency;
 //! - no-op re-sync vs the floor of 1,000 server-side apply dry-runs;
-//! - plan of 1,000 unchanged objects vs the same floor.
+//! - plan of 1,000 unchanged objects vs the same floor;
+//! - rollback of 100 objects (all changed since the target revision) vs the
+//!   apply floor: a bare loop of the same 100 SSA PATCHes.
 //!
 //! Every request windlass sends is counted by a layer on its kube client, so
 //! the report shows requests per object by verb. Medians of 3 rounds, each in
@@ -50,6 +52,7 @@ async fn run() {
     let counts: Counts = Arc::default();
     let client = counting_client(counts.clone()).await;
     let kinds = Kinds::discover(&client).await.unwrap();
+    delete_leftover_namespaces(&client).await;
     println!(
         "sync benchmark: {OBJECTS} objects (ConfigMaps and Deployments), concurrency {CONCURRENCY}, {ROUNDS} rounds"
     );
@@ -73,6 +76,7 @@ async fn run() {
         let t = Instant::now();
         patch_all(&client, &floor_objects, false).await;
         cold_floor.push(t.elapsed());
+        settle(&client, &floor_ns).await;
 
         counts.lock().unwrap().clear();
         let t = Instant::now();
@@ -84,6 +88,7 @@ async fn run() {
         if round == 0 {
             requests.push(("cold sync", counts.lock().unwrap().clone()));
         }
+        settle(&client, &ns).await;
 
         counts.lock().unwrap().clear();
         let t = Instant::now();
@@ -136,6 +141,31 @@ async fn run() {
         dry_floor.push(t.elapsed());
     }
 
+    let (mut rollback_t, mut rollback_floor) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let ns = support::create_namespace(&client, "bench-rollback").await;
+        namespaces.push(ns.clone());
+        let app = AppIdentity::new(ns.clone(), "bench");
+        let v1 = configmaps(&ns, 100, "one");
+        let v2 = configmaps(&ns, 100, "two");
+        engine::sync(&client, &kinds, &app, &v1, &options(), &|_| {})
+            .await
+            .unwrap();
+        engine::sync(&client, &kinds, &app, &v2, &options(), &|_| {})
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let result = engine::rollback(&client, &kinds, &app, Some(1), &options(), &|_| {})
+            .await
+            .unwrap();
+        rollback_t.push(t.elapsed());
+        assert_eq!(result.revision, Some(3));
+        // Floor: the same 100 PATCHes back to revision 1's content.
+        let t = Instant::now();
+        patch_all(&client, &stamped(&v1, &app), false).await;
+        rollback_floor.push(t.elapsed());
+    }
+
     println!();
     println!(
         "{:<28} {:>11} {:>11} {:>7}   target",
@@ -162,6 +192,13 @@ async fn run() {
         "dry-run loop",
         "",
     );
+    report(
+        "rollback of 100 objects",
+        &mut rollback_t,
+        &mut rollback_floor,
+        "SSA apply loop of 100",
+        "",
+    );
     println!();
     println!("API requests per object (first round, counted on windlass's client):");
     for (what, counts) in requests {
@@ -182,6 +219,34 @@ async fn run() {
         let _ = namespaces_api
             .delete(&ns, &DeleteParams::background())
             .await;
+    }
+}
+
+/// Waits (untimed) until the controller manager has made a ReplicaSet for
+/// every Deployment in `namespace`, so that its work does not compete with
+/// the next measurement.
+async fn settle(client: &kube::Client, namespace: &str) {
+    let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while api.list(&Default::default()).await.unwrap().items.len() < OBJECTS / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the controller manager did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A run that panicked leaves its namespaces behind; remove them so that the
+/// controller manager does not churn through thousands of old objects.
+async fn delete_leftover_namespaces(client: &kube::Client) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for namespace in api.list(&Default::default()).await.unwrap().items {
+        let name = namespace.metadata.name.unwrap_or_default();
+        if name.starts_with("wl-bench-") {
+            let _ = api.delete(&name, &DeleteParams::background()).await;
+        }
     }
 }
 
@@ -259,6 +324,24 @@ fn desired_state(namespace: &str) -> Desired {
     let rendered = render::render(&RenderInput::new(&tree, namespace)).unwrap();
     Desired {
         rendered,
+        source: RecordSource::Directory {
+            path: "bench".into(),
+        },
+        values_digest: String::new(),
+    }
+}
+
+/// `count` ConfigMaps whose data says `value`.
+fn configmaps(namespace: &str, count: usize, value: &str) -> Desired {
+    let mut tree = MemoryTree::new("bench");
+    for i in 0..count {
+        tree.insert(
+            format!("c-{i:03}.yaml"),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-{i:03}\ndata:\n  value: {value}\n").into_bytes(),
+        );
+    }
+    Desired {
+        rendered: render::render(&RenderInput::new(&tree, namespace)).unwrap(),
         source: RecordSource::Directory {
             path: "bench".into(),
         },

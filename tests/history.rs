@@ -368,3 +368,102 @@ fn history_rows_or_error(ns: &str) -> usize {
     assert!(!out.status.success() && text.contains("damaged"), "{text}");
     2
 }
+
+#[tokio::test]
+async fn writers_of_one_application_are_serialised_by_its_lease() {
+    use windlass::history::lease::{self, LockOptions};
+    use windlass::sync::identity::AppIdentity;
+    with_namespace("history-lock", |client, ns| async move {
+        let dir = TempDir::new("history-lock");
+        write_files(dir.path(), &[("a.yaml", &configmap("a", "1"))]);
+        let app = AppIdentity::new(ns.clone(), "app");
+
+        // Someone else (here: the test) is operating on the application.
+        let lock = lease::acquire(&client, &app, "test-holder", &LockOptions::default())
+            .await
+            .unwrap();
+        let out = sync_dir(dir.path(), &ns, &["--no-wait", "--lock-timeout", "1s"], 2);
+        assert!(
+            out.contains("locked by test-holder") && out.contains("--lock-timeout"),
+            "{out}"
+        );
+        assert_eq!(value_of(&client, &ns, "a").await, None, "nothing written");
+
+        // A writer with time to wait goes ahead once the lock is released.
+        let waiting = support::windlass()
+            .args([
+                "sync",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "-n",
+                &ns,
+                "--name",
+                "app",
+                "--no-wait",
+                "--lock-timeout",
+                "90s",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(
+            value_of(&client, &ns, "a").await,
+            None,
+            "still waiting for the lock"
+        );
+        lock.release().await.unwrap();
+        let output = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(
+            stdout.contains("waiting up to 90s for test-holder"),
+            "{stdout}"
+        );
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("1"));
+
+        // Two syncs started together: both finish, one after the other.
+        let (a, b) = (
+            TempDir::new("history-lock-a"),
+            TempDir::new("history-lock-b"),
+        );
+        write_files(a.path(), &[("a.yaml", &configmap("a", "from-a"))]);
+        write_files(b.path(), &[("a.yaml", &configmap("a", "from-b"))]);
+        let start = |dir: &Path| {
+            support::windlass()
+                .args([
+                    "sync",
+                    "--dir",
+                    dir.to_str().unwrap(),
+                    "-n",
+                    &ns,
+                    "--name",
+                    "app",
+                    "--no-wait",
+                    "--lock-timeout",
+                    "90s",
+                ])
+                .output()
+        };
+        let (ra, rb) = std::thread::scope(|scope| {
+            let ta = scope.spawn(|| start(a.path()));
+            let tb = scope.spawn(|| start(b.path()));
+            (ta.join().unwrap().unwrap(), tb.join().unwrap().unwrap())
+        });
+        assert!(
+            ra.status.success() && rb.status.success(),
+            "{}\n{}",
+            support::output_text(&ra),
+            support::output_text(&rb)
+        );
+        let rows = history_rows(&ns);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(
+            rows.iter().all(|(_, status)| status != "pending"),
+            "{rows:?}"
+        );
+    })
+    .await;
+}

@@ -651,3 +651,98 @@ async fn a_record_larger_than_one_secret_is_split_and_reads_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
+    with_namespace("sync-crash-prune", |client, ns| async move {
+        let many: Vec<(String, String)> = (0..200)
+            .map(|i| {
+                (
+                    format!("cm-{i:03}.yaml"),
+                    configmap(&format!("cm-{i:03}"), "1"),
+                )
+            })
+            .collect();
+        let files: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        let dir = app_dir("sync-crash-prune", &files);
+        sync(dir.path(), &ns, &["--no-wait"], 0);
+        for i in 10..200 {
+            std::fs::remove_file(dir.path().join(format!("cm-{i:03}.yaml"))).unwrap();
+        }
+
+        // Kill -9 the pruning sync once some objects are gone.
+        let mut child = support::windlass()
+            .args([
+                "sync",
+                "--dir",
+                dir.path().to_str().unwrap(),
+                "-n",
+                &ns,
+                "--name",
+                "app",
+                "--prune",
+                "--no-wait",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        eventually("the prune under way", LIMIT, || {
+            let (cm, client, ns) = (cm.clone(), client.clone(), ns.clone());
+            async move {
+                let records = revisions(&client, &ns).await;
+                let count = cm
+                    .list(&ListParams::default().labels("windlass.dev/app"))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items
+                    .len();
+                if records.last().is_some_and(|r| r.1 == "pending") && count <= 180 {
+                    Ok(())
+                } else {
+                    Err(format!("{records:?}, {count} objects"))
+                }
+            }
+        })
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let count = cm
+            .list(&ListParams::default().labels("windlass.dev/app"))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert!(
+            count > 10,
+            "the kill came too late to test anything ({count} objects left)"
+        );
+
+        // The next sync (it waits for the dead process's lease to expire)
+        // finishes the prune from the pending record's inventory.
+        let out = sync(
+            dir.path(),
+            &ns,
+            &["--prune", "--no-wait", "--lock-timeout", "90s"],
+            0,
+        );
+        assert!(out.contains("revision 3 deployed"), "{out}");
+        let left = cm
+            .list(&ListParams::default().labels("windlass.dev/app"))
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(left, 10);
+        assert_eq!(
+            revisions(&client, &ns).await,
+            [
+                ("1".into(), "superseded".into()),
+                ("2".into(), "failed".into()),
+                ("3".into(), "deployed".into())
+            ]
+        );
+    })
+    .await;
+}

@@ -6,7 +6,8 @@
 #   2. serve a git repository made from examples/ with `git daemon` on 127.0.0.1;
 #   3. windlass diff, then windlass sync, of the guestbook application;
 #   4. change the repository (a commit), then diff and sync again;
-#   5. render the podinfo chart for production.
+#   5. windlass history, and a windlass rollback to the first revision;
+#   6. render the podinfo chart for production.
 #
 # It leaves the control plane running so you can explore; stop it with
 #   deploy/local/control-plane.sh down
@@ -72,7 +73,12 @@ git_in_work push -q origin main
 show "$windlass" diff "${app[@]}" || true
 show "$windlass" sync "${app[@]}" --prune --no-wait
 show "$windlass" diff "${app[@]}"
-show kubectl -n guestbook get secrets -l windlass.dev/revision -L windlass.dev/revision,windlass.dev/status
+
+step "windlass history and windlass rollback (no render, no git: the stored revision)"
+show "$windlass" history guestbook -n guestbook
+show "$windlass" rollback guestbook -n guestbook --no-wait
+show "$windlass" history guestbook -n guestbook
+show kubectl -n guestbook get deployment frontend -o 'jsonpath={.spec.replicas} frontends after the rollback{"\n"}'
 
 step "rendering a chart for one environment (no cluster needed)"
 show "$windlass" render examples/podinfo-chart --env production | head -n 30

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::sync::{report_sync, session};
 use super::{ExitStatus, GlobalArgs};
 use crate::history::RevisionStore;
+use crate::history::lease::LockOptions;
 use crate::history::record::{RecordSource, RevisionRecord};
 use crate::render::MASK;
 use crate::spec::parse_duration;
@@ -59,6 +60,9 @@ pub struct RollbackArgs {
     prune_dangerous: bool,
     #[arg(long, value_name = "N", default_value_t = 10)]
     history_limit: u32,
+    /// How long to wait for another writer's lock (Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    lock_timeout: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,6 +75,9 @@ pub struct UninstallArgs {
     /// Also delete Namespaces, CRDs and PersistentVolumeClaims.
     #[arg(long)]
     prune_dangerous: bool,
+    /// How long to wait for another writer's lock (Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    lock_timeout: String,
 }
 
 pub async fn history(
@@ -223,6 +230,10 @@ pub async fn rollback(
             ..ApplyOptions::default()
         },
         history_limit: args.history_limit,
+        lock: LockOptions {
+            wait: parse_duration(&args.lock_timeout)?,
+            ..LockOptions::default()
+        },
         ..SyncOptions::new("rollback", engine::cli_trigger())
     };
     let mut options = options;
@@ -284,6 +295,13 @@ pub async fn uninstall(
         &app,
         args.prune_dangerous,
         args.keep_history,
+        &SyncOptions {
+            lock: LockOptions {
+                wait: parse_duration(&args.lock_timeout)?,
+                ..LockOptions::default()
+            },
+            ..SyncOptions::new("uninstall", engine::cli_trigger())
+        },
         &progress,
     )
     .await?;

@@ -15,6 +15,7 @@ use super::target::TargetArgs;
 use super::{ExitStatus, GlobalArgs};
 use crate::cluster;
 use crate::history::RevisionStore;
+use crate::history::lease::{LockOptions, default_holder};
 use crate::spec::parse_duration;
 use crate::sync::apply::{ApplyOptions, gate};
 use crate::sync::diff::{display_name, unified_diff};
@@ -104,6 +105,10 @@ pub struct SyncArgs {
     /// always kept).
     #[arg(long, value_name = "N", default_value_t = 10)]
     history_limit: u32,
+    /// How long to wait while another sync or rollback of this application
+    /// holds its lock (Go duration).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    lock_timeout: String,
 }
 
 pub(super) struct Session {
@@ -209,6 +214,11 @@ pub async fn sync(
         history_limit: args.history_limit,
         force: args.force,
         rollback_on_failure: args.rollback_on_failure,
+        lock: LockOptions {
+            wait: parse_duration(&args.lock_timeout)?,
+            ..LockOptions::default()
+        },
+        holder: default_holder(),
     };
     // Progress goes to stdout as it happens.
     let progress = |line: &str| {

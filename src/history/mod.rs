@@ -9,6 +9,7 @@
 //! [`record`] is the model and its encoding (pure); [`store`] reads and
 //! writes the Secrets.
 
+pub mod lease;
 pub mod record;
 pub mod store;
 

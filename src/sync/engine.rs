@@ -24,6 +24,7 @@ use super::identity::AppIdentity;
 use super::kinds::Kinds;
 use super::plan::{self, Plan, PlanError, PlanOptions};
 use super::prune::PruneDecision;
+use crate::history::lease::{self, LockError, LockOptions};
 use crate::history::record::{
     HealthSummary, InventoryEntry, Outcome, RecordSource, RevisionRecord,
 };
@@ -82,6 +83,8 @@ pub enum EngineError {
     Discovery(#[from] super::kinds::DiscoveryError),
     #[error(transparent)]
     EmptyRender(#[from] super::prune::EmptyRenderRefused),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "namespace {0} does not exist, and it holds the application's revision records: create \
          it first (kubectl create namespace {0}), or add a Namespace object to the application"
@@ -223,6 +226,10 @@ pub struct SyncOptions {
     pub force: bool,
     /// When health fails, roll back to the last successful revision.
     pub rollback_on_failure: bool,
+    /// How long to wait for another writer's lock, and the lease's terms.
+    pub lock: LockOptions,
+    /// Who holds the lock while this runs (unique per operation).
+    pub holder: String,
 }
 
 impl SyncOptions {
@@ -235,6 +242,8 @@ impl SyncOptions {
             history_limit: 10,
             force: false,
             rollback_on_failure: false,
+            lock: LockOptions::default(),
+            holder: lease::default_holder(),
         }
     }
 }
@@ -274,16 +283,60 @@ pub async fn plan(
     .await?)
 }
 
-/// Plans and, when something changes, records and applies.
-pub async fn sync(
+/// Runs `operation` holding the application's Lease: one writer at a time.
+/// A busy lock is reported, then waited for up to `options.lock.wait`.
+async fn with_lock<T>(
+    client: &kube::Client,
+    app: &AppIdentity,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+    operation: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    let at_once = LockOptions {
+        wait: std::time::Duration::ZERO,
+        ..options.lock.clone()
+    };
+    let lock = match lease::acquire(client, app, &options.holder, &at_once).await {
+        Ok(lock) => lock,
+        Err(LockError::Held { holder, .. }) => {
+            progress(&format!(
+                "waiting up to {}s for {holder} to finish with {}",
+                options.lock.wait.as_secs(),
+                app.full()
+            ));
+            lease::acquire(client, app, &options.holder, &options.lock).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let result = operation.await;
+    if lock.is_lost() {
+        progress(&format!(
+            "warning: the lock on {} was lost during the operation (another writer may have run)",
+            app.full()
+        ));
+    }
+    lock.release().await?;
+    result
+}
+
+/// Everything a sync decides before writing: quarantine, previous
+/// inventory, plan, validation gate, empty-render guard. Writes nothing.
+struct Prepared {
+    plan: Plan,
+    previous: Vec<ObjectId>,
+    /// The newest revision number when planned (to notice other writers).
+    latest: Option<u64>,
+}
+
+async fn prepare(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
     desired: &Desired,
     options: &SyncOptions,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
+) -> Result<Prepared, EngineError> {
     let store = RevisionStore::new(client, app);
+    let latest = store.list().await?.last().map(|h| h.number);
     if !options.force {
         refuse_quarantined(&store, desired).await?;
     }
@@ -303,16 +356,88 @@ pub async fn sync(
     {
         return Err(refused.clone().into());
     }
-    if !plan.has_changes() {
-        return Ok(SyncResult {
-            plan,
-            revision: None,
-            status: None,
-            report: None,
-            error: None,
-            rolled_back_to: None,
-        });
+    Ok(Prepared {
+        plan,
+        previous,
+        latest,
+    })
+}
+
+/// Plans and, when something changes, records and applies. A sync that
+/// changes nothing writes nothing at all, not even the lock; one that
+/// changes something holds the application's lock, and plans again if
+/// another writer recorded a revision while it waited.
+pub async fn sync(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    desired: &Desired,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    let prepared = prepare(client, kinds, app, desired, options).await?;
+    if !prepared.plan.has_changes() {
+        return Ok(unchanged(prepared.plan));
     }
+    // The lock and the records live in the application's namespace: when
+    // the set itself creates it, that comes first (an idempotent apply).
+    ensure_record_namespace(client, app, &prepared.plan, progress).await?;
+    let operation = async {
+        let latest = RevisionStore::new(client, app)
+            .list()
+            .await?
+            .last()
+            .map(|h| h.number);
+        let prepared = if latest == prepared.latest {
+            prepared
+        } else {
+            progress("another writer recorded a revision meanwhile: planning again");
+            prepare(client, kinds, app, desired, options).await?
+        };
+        execute(client, kinds, app, desired, prepared, options, progress).await
+    };
+    with_lock(client, app, options, progress, operation).await
+}
+
+fn unchanged(plan: Plan) -> SyncResult {
+    SyncResult {
+        plan,
+        revision: None,
+        status: None,
+        report: None,
+        error: None,
+        rolled_back_to: None,
+    }
+}
+
+/// A whole sync for a caller that already holds the lock.
+async fn sync_locked(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    desired: &Desired,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    let prepared = prepare(client, kinds, app, desired, options).await?;
+    execute(client, kinds, app, desired, prepared, options, progress).await
+}
+
+/// Records and applies a prepared plan (nothing, if it changes nothing).
+async fn execute(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    desired: &Desired,
+    prepared: Prepared,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    let Prepared { plan, previous, .. } = prepared;
+    if !plan.has_changes() {
+        return Ok(unchanged(plan));
+    }
+    let store = RevisionStore::new(client, app);
 
     ensure_record_namespace(client, app, &plan, progress).await?;
 
@@ -430,7 +555,7 @@ pub async fn sync(
             rollback_on_failure: false,
             ..options.clone()
         };
-        match Box::pin(rollback(
+        match Box::pin(rollback_locked(
             client,
             kinds,
             app,
@@ -457,8 +582,27 @@ pub async fn sync(
 /// Rolls back to revision `target` (default: the previous successful one):
 /// re-applies exactly its stored manifests (no render, no git), prunes what
 /// it did not contain, waits for health and records a new revision
-/// `rollback to N`; the replaced revision becomes `rolled-back`.
+/// `rollback to N`; the replaced revision becomes `rolled-back`. Holds the
+/// application's lock.
 pub async fn rollback(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    target: Option<u64>,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    with_lock(
+        client,
+        app,
+        options,
+        progress,
+        rollback_locked(client, kinds, app, target, options, progress),
+    )
+    .await
+}
+
+async fn rollback_locked(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
@@ -480,7 +624,10 @@ pub async fn rollback(
     };
     options.apply.prune = true;
     progress(&format!("rolling back {} to revision {number}", app.full()));
-    let mut result = sync(client, kinds, app, &desired, &options, progress).await?;
+    let mut result = Box::pin(sync_locked(
+        client, kinds, app, &desired, &options, progress,
+    ))
+    .await?;
     result.rolled_back_to = Some(number);
     Ok(result)
 }
@@ -777,6 +924,19 @@ pub struct UninstallReport {
 /// (label still ours, `windlass.dev/prune: disabled`, dangerous kinds only
 /// when asked), then its revision records unless `keep_history`.
 pub async fn uninstall(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    dangerous: bool,
+    keep_history: bool,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<UninstallReport, EngineError> {
+    let operation = uninstall_locked(client, kinds, app, dangerous, keep_history, progress);
+    with_lock(client, app, options, progress, operation).await
+}
+
+async fn uninstall_locked(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
