@@ -117,6 +117,19 @@ pub(super) struct Session {
     pub namespace: String,
 }
 
+/// The target the flags name, and its desired state (resolved and rendered).
+async fn load(
+    session: &Session,
+    args: &TargetArgs,
+) -> anyhow::Result<(engine::Target, engine::Desired)> {
+    let target = args.target(&session.client, &session.namespace).await?;
+    let cache = args
+        .credentials
+        .cache(Duration::from_secs(args.git_timeout));
+    let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    Ok((target, desired))
+}
+
 pub(super) async fn session(global: &GlobalArgs) -> anyhow::Result<Session> {
     let connection = cluster::connect(&global.cluster_options()).await?;
     let kinds = Kinds::discover(&connection.client).await?;
@@ -147,16 +160,7 @@ pub async fn diff(
             (app, desired)
         }
         _ => {
-            let target = args
-                .target
-                .target(&session.client, &session.namespace)
-                .await?;
-            let cache = args
-                .target
-                .credentials
-                .cache(Duration::from_secs(args.target.git_timeout));
-            let desired =
-                engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+            let (target, desired) = load(&session, &args.target).await?;
             (target.app, desired)
         }
     };
@@ -191,15 +195,7 @@ pub async fn sync(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitStatus> {
     let session = session(global).await?;
-    let target = args
-        .target
-        .target(&session.client, &session.namespace)
-        .await?;
-    let cache = args
-        .target
-        .credentials
-        .cache(Duration::from_secs(args.target.git_timeout));
-    let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    let (target, desired) = load(&session, &args.target).await?;
     let options = SyncOptions {
         plan: args.prune_args.plan_options(),
         apply: ApplyOptions {
