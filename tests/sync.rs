@@ -572,6 +572,17 @@ async fn diff_exit_codes() {
         );
         let out = diff(dir.path(), &ns, &[], 2);
         assert!(out.contains("broken.yaml"), "{out}");
+        // A kind the server does not serve, and no CRD in the set defines.
+        std::fs::remove_file(dir.path().join("broken.yaml")).unwrap();
+        write_files(
+            dir.path(),
+            &[("gizmo.yaml", "apiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g\n")],
+        );
+        let out = diff(dir.path(), &ns, &[], 2);
+        assert!(
+            out.contains("`gizmo.yaml` document 1: example.com/v1 Gizmo `g`: the server does not know kind Gizmo"),
+            "{out}"
+        );
         let missing = TempDir::new("sync-exit-missing");
         let out = run(&[
             "diff",
