@@ -134,7 +134,7 @@ pub struct HealthSummary {
     pub unhealthy: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionRecord {
     pub revision: u64,
@@ -167,6 +167,22 @@ pub struct RevisionRecord {
     pub quarantined: bool,
 }
 
+// The manifests may hold Secrets: Debug shows how many, never what.
+impl std::fmt::Debug for RevisionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevisionRecord")
+            .field("revision", &self.revision)
+            .field("app", &self.app)
+            .field("status", &self.status)
+            .field("description", &self.description)
+            .field("source", &self.source)
+            .field("manifests", &self.manifests.len())
+            .field("inventory", &self.inventory.len())
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RevisionRecord {
     /// Whether it applied and passed its health check (now or before it was
     /// replaced).
@@ -191,10 +207,21 @@ impl RevisionRecord {
 }
 
 /// The encoded record: chunks plus the digest of the whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub chunks: Vec<Vec<u8>>,
     pub sha256: String,
+}
+
+// The chunks are the gzipped record (Secrets included): sizes only.
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes: Vec<usize> = self.chunks.iter().map(Vec::len).collect();
+        f.debug_struct("Encoded")
+            .field("chunk_bytes", &sizes)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 pub fn encode(record: &RevisionRecord) -> Encoded {
@@ -300,6 +327,15 @@ mod tests {
                 .contains("a part is missing or was altered"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn debug_never_prints_manifests() {
+        let original = record(vec![
+            json!({ "kind": "Secret", "data": { "password": "aHVudGVyMg==" } }),
+        ]);
+        assert!(!format!("{original:?}").contains("aHVudGVyMg=="));
+        assert!(!format!("{:?}", encode(&original)).contains("aHVudGVyMg=="));
     }
 
     #[test]

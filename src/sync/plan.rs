@@ -51,7 +51,7 @@ pub struct FieldConflict {
     pub field: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Change {
     pub id: ObjectId,
     pub action: Action,
@@ -63,6 +63,18 @@ pub struct Change {
     pub dry_run: Option<Value>,
     pub conflicts: Vec<FieldConflict>,
     pub kind: Option<Kind>,
+}
+
+// Objects may be Secrets: Debug shows identities and decisions only.
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Change")
+            .field("id", &self.id)
+            .field("action", &self.action)
+            .field("digest", &self.digest)
+            .field("conflicts", &self.conflicts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Change {
@@ -81,7 +93,7 @@ pub struct Rejection {
     pub message: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Plan {
     pub app: AppIdentity,
     pub changes: Vec<Change>,
@@ -90,6 +102,19 @@ pub struct Plan {
     /// Live copies of the objects prune would delete, for the diff.
     pub prune_live: HashMap<ObjectId, Value>,
     pub prune_refused: Option<EmptyRenderRefused>,
+}
+
+// Live copies of objects to prune may be Secrets: identities only.
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("app", &self.app)
+            .field("changes", &self.changes)
+            .field("rejected", &self.rejected)
+            .field("prune", &self.prune)
+            .field("prune_refused", &self.prune_refused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Plan {
@@ -621,6 +646,28 @@ mod tests {
             !untouched_since_applied(&live("abc", json!([])), "abc"),
             "never applied by windlass"
         );
+    }
+
+    #[test]
+    fn debug_of_a_change_never_prints_object_contents() {
+        let secret = json!({ "kind": "Secret", "data": { "password": "aHVudGVyMg==" } });
+        let change = Change {
+            id: ObjectId {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: Some("ns".into()),
+                name: "db".into(),
+            },
+            action: Action::Update,
+            desired: secret.clone(),
+            digest: "d".into(),
+            live: Some(secret.clone()),
+            dry_run: Some(secret),
+            conflicts: Vec::new(),
+            kind: None,
+        };
+        assert!(!format!("{change:?}").contains("aHVudGVyMg=="));
     }
 
     #[test]
