@@ -8,7 +8,7 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
-use support::git::{GitDaemon, TempDir, TestRepo};
+use support::git::{ServedRepo, TempDir};
 use support::{configmap, windlass_expect, with_namespace, write_files};
 
 /// A Deployment that never becomes available: the control plane has no nodes.
@@ -177,14 +177,8 @@ async fn rollback_restores_content_and_removes_objects_added_later() {
 #[tokio::test]
 async fn rollback_works_with_the_git_server_stopped() {
     with_namespace("history-offline", |client, ns| async move {
-        let root = TempDir::new("history-offline");
-        let repo = TestRepo::create(
-            root.path(),
-            "deploy",
-            &[("app/a.yaml", &configmap("a", "v1"))],
-        );
-        let daemon = GitDaemon::start(root.path());
-        let url = daemon.url(&repo);
+        let served = ServedRepo::start("history-offline", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let (repo, url) = (&served.repo, served.url.clone());
         let sync = |code| {
             windlass_expect(
                 &[
@@ -205,7 +199,7 @@ async fn rollback_works_with_the_git_server_stopped() {
         sync(0);
         repo.commit(&[("app/a.yaml", &configmap("a", "v2"))], "v2");
         sync(0);
-        drop(daemon); // the git server is gone
+        drop(served.daemon); // the git server is gone
         let out = sync(2);
         assert!(out.contains("cannot reach it"), "{out}");
 
@@ -218,14 +212,8 @@ async fn rollback_works_with_the_git_server_stopped() {
 #[tokio::test]
 async fn a_failed_health_check_rolls_back_and_the_commit_is_not_retried() {
     with_namespace("history-auto", |client, ns| async move {
-        let root = TempDir::new("history-auto");
-        let repo = TestRepo::create(
-            root.path(),
-            "deploy",
-            &[("app/a.yaml", &configmap("a", "good"))],
-        );
-        let daemon = GitDaemon::start(root.path());
-        let url = daemon.url(&repo);
+        let served = ServedRepo::start("history-auto", &[("app/a.yaml", &configmap("a", "good"))]);
+        let (repo, url) = (&served.repo, served.url.clone());
         let sync = |extra: &[&str], code| {
             let mut args = vec![
                 "sync",

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use support::git::{GitDaemon, TempDir, TestRepo};
+use support::git::{ServedRepo, TempDir};
 use support::{configmap, eventually, with_namespace, write_files};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -47,6 +47,26 @@ fn sync(dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
     let all = text(&output);
     assert_eq!(output.status.code(), Some(code), "sync {extra:?}:\n{all}");
     all
+}
+
+/// `windlass sync --dir DIR -n NS --name app ARGS...` started in the
+/// background (to be killed), its output discarded.
+fn spawn_sync(dir: &Path, ns: &str, extra: &[&str]) -> std::process::Child {
+    support::windlass()
+        .args([
+            "sync",
+            "--dir",
+            dir.to_str().unwrap(),
+            "-n",
+            ns,
+            "--name",
+            "app",
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn diff(dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
@@ -346,14 +366,11 @@ async fn secrets_are_masked_in_the_diff() {
 #[tokio::test]
 async fn sync_from_a_git_repository() {
     with_namespace("sync-git", |client, ns| async move {
-        let root = TempDir::new("sync-git");
-        let repo = TestRepo::create(
-            root.path(),
-            "deploy",
+        let served = ServedRepo::start(
+            "sync-git",
             &[("apps/web/config.yaml", &configmap("web", "v1"))],
         );
-        let daemon = GitDaemon::start(root.path());
-        let url = daemon.url(&repo);
+        let (repo, url) = (&served.repo, served.url.clone());
         let args = |verb: &'static str| -> Vec<String> {
             [
                 verb,
@@ -473,23 +490,7 @@ async fn a_sync_killed_mid_apply_is_never_forgotten() {
 
         // Start a slow sync (one request at a time) and kill -9 it once its
         // pending record exists and part of the objects are written.
-        let mut child = support::windlass()
-            .args([
-                "sync",
-                "--dir",
-                dir.path().to_str().unwrap(),
-                "-n",
-                &ns,
-                "--name",
-                "app",
-                "--concurrency",
-                "1",
-                "--no-wait",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sync(dir.path(), &ns, &["--concurrency", "1", "--no-wait"]);
         let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         let written = eventually("a pending record and some objects", LIMIT, || {
             let (cm, client, ns) = (cm.clone(), client.clone(), ns.clone());
@@ -682,22 +683,7 @@ async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
         }
 
         // Kill -9 the pruning sync once some objects are gone.
-        let mut child = support::windlass()
-            .args([
-                "sync",
-                "--dir",
-                dir.path().to_str().unwrap(),
-                "-n",
-                &ns,
-                "--name",
-                "app",
-                "--prune",
-                "--no-wait",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sync(dir.path(), &ns, &["--prune", "--no-wait"]);
         let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         eventually("the prune under way", LIMIT, || {
             let (cm, client, ns) = (cm.clone(), client.clone(), ns.clone());

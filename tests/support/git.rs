@@ -550,3 +550,29 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A repository `deploy.git` with one commit of `files`, served by its own
+/// `git daemon`. Fields drop in order: the daemon stops before the
+/// directory goes.
+pub struct ServedRepo {
+    pub daemon: GitDaemon,
+    pub repo: TestRepo,
+    /// `git://127.0.0.1:<port>/deploy.git`
+    pub url: String,
+    pub root: TempDir,
+}
+
+impl ServedRepo {
+    pub fn start(purpose: &str, files: &[(&str, &str)]) -> ServedRepo {
+        let root = TempDir::new(purpose);
+        let repo = TestRepo::create(root.path(), "deploy", files);
+        let daemon = GitDaemon::start(root.path());
+        let url = daemon.url(&repo);
+        ServedRepo {
+            daemon,
+            repo,
+            url,
+            root,
+        }
+    }
+}
