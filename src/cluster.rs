@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
@@ -54,6 +55,18 @@ pub struct ClusterOptions {
     pub kubeconfig: Option<PathBuf>,
     /// A context in the kubeconfig other than its current one.
     pub context: Option<String>,
+    /// Told about every request the client sends (for metrics).
+    pub observer: Option<RequestObserver>,
+}
+
+/// Called with each request's HTTP method and whether it is a dry-run.
+#[derive(Clone)]
+pub struct RequestObserver(pub Arc<dyn Fn(&http::Method, bool) + Send + Sync>);
+
+impl fmt::Debug for RequestObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestObserver")
+    }
 }
 
 /// Where a connection's configuration came from, for messages.
@@ -135,10 +148,27 @@ pub async fn connect(options: &ClusterOptions) -> Result<Connection, Error> {
     };
     let server = config.cluster_url.to_string();
     let default_namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|error| Error::Client {
+    let failed = |error: kube::Error| Error::Client {
         server: server.clone(),
         reason: explain(&error),
-    })?;
+    };
+    let client = match &options.observer {
+        None => Client::try_from(config).map_err(failed)?,
+        Some(RequestObserver(observe)) => {
+            let observe = observe.clone();
+            let layer = tower::util::MapRequestLayer::new(
+                move |request: http::Request<kube::client::Body>| {
+                    let dry_run = request.uri().query().is_some_and(|q| q.contains("dryRun"));
+                    observe(request.method(), dry_run);
+                    request
+                },
+            );
+            kube::client::ClientBuilder::try_from(config)
+                .map_err(failed)?
+                .with_layer(&layer)
+                .build()
+        }
+    };
     Ok(Connection {
         client,
         source,
@@ -326,3 +356,34 @@ mod tests {
         );
     }
 }
+
+/// Git credentials from a Secret (an Application's `spec.source.secretRef`):
+/// `username`/`password`, or `identity` (SSH private key) and `known_hosts`.
+/// Errors name the Secret, never its data.
+pub async fn read_git_credentials(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<crate::source::Credentials, CredentialsError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = api.get(name).await.map_err(|e| {
+        CredentialsError(format!(
+            "reading git credentials Secret {namespace}/{name}: {}",
+            explain(&e)
+        ))
+    })?;
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    crate::source::auth::credentials_from_secret_data(&format!("{namespace}/{name}"), &data)
+        .map_err(CredentialsError)
+}
+
+/// The git credentials Secret could not be read or used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsError(pub String);

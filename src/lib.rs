@@ -21,6 +21,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod controller;
 pub mod history;
 pub mod render;
 pub mod source;

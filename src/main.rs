@@ -10,7 +10,9 @@ use windlass::cli::{self, Cli, EXIT_ERROR};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.global.verbose);
+    // The controller is a service: its progress is worth logging by default.
+    let service = matches!(cli.command, cli::Command::Controller(_));
+    init_tracing(cli.global.verbose, cli.global.log_format, service);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,19 +38,22 @@ fn main() -> ExitCode {
 /// Logs go to stderr; stdout carries the verb's output. Without `-v` only
 /// windlass's own warnings show: errors reach the user once, as the verb's
 /// error, not again as a library's log line.
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, format: cli::LogFormat, service: bool) {
     let default = match verbose {
+        0 if service => "windlass=info,warn",
         0 => "windlass=warn",
         1 => "windlass=info,warn",
         2 => "windlass=debug,info",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
+        .with_writer(io::stderr);
+    match format {
+        cli::LogFormat::Json => builder.json().with_current_span(true).init(),
+        cli::LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+    }
 }
 
 /// `windlass history | head` closing the pipe early is not an error.

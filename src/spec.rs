@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,36 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "Application",
     namespaced,
-    shortname = "wapp"
+    shortname = "wapp",
+    category = "windlass",
+    status = "ApplicationStatus",
+    doc = "An application: where its manifests come from and how windlass keeps the cluster equal to them.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "integer",
+        json_path = ".status.lastAppliedRevision"
+    ),
+    printcolumn(
+        name = "Commit",
+        type_ = "string",
+        json_path = ".status.lastAppliedCommit"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
@@ -50,6 +80,7 @@ pub struct ApplicationSpec {
     pub rollback: RollbackPolicy,
     /// How many revision records to keep (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub history_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,
@@ -63,9 +94,11 @@ pub struct ApplicationSpec {
 pub struct Source {
     /// https://, ssh://, git://, file:// or (CLI only) a local path.
     #[serde(rename = "repoURL")]
+    #[schemars(length(min = 1))]
     pub repo_url: String,
     /// Branch, tag, commit, full ref or semver range. Default: the remote's HEAD.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub reference: Option<String>,
     /// Directory inside the repository. Default: its root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +111,7 @@ pub struct Source {
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 pub struct LocalObjectReference {
+    #[schemars(length(min = 1))]
     pub name: String,
 }
 
@@ -102,8 +136,10 @@ pub struct SyncPolicy {
     /// Revert hand edits (drift) instead of only reporting them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub self_heal: bool,
-    /// How often to check the source and the cluster (default 1m).
+    /// How often to check the source and the cluster (default 1m), in Go
+    /// duration syntax: `30s`, `5m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<SyncWindow>,
@@ -114,9 +150,12 @@ pub struct SyncPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct SyncWindow {
     /// `allow` or `deny`.
+    #[schemars(pattern("^(allow|deny)$"))]
     pub kind: String,
     /// POSIX cron, five fields.
+    #[schemars(length(min = 9))]
     pub schedule: String,
+    #[schemars(pattern(DURATION_PATTERN))]
     pub duration: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
@@ -129,13 +168,60 @@ pub struct RollbackPolicy {
     pub on_health_failure: bool,
     /// How long to wait for health after a sync (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub health_timeout: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 pub struct Dependency {
+    /// An Application in the same namespace.
+    #[schemars(length(min = 1))]
     pub name: String,
 }
+
+/// What the controller last did and saw. Small by design: conditions,
+/// numbers, digests and commits, never manifests.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` (kstatus conventions) and `Drifted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The revision number (see `windlass history`) live in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_commit: Option<String>,
+    /// The commit the last reconcile resolved, applied or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_commit: Option<String>,
+    /// sha256 of the applied manifests (`windlass render` prints the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+    /// How many objects the applied revision holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_count: Option<i64>,
+    /// When windlass last wrote to the cluster for this application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// A commit that failed its health check and was rolled back
+    /// automatically: it is not applied again until a new commit arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back_commit: Option<String>,
+    /// The last `windlass.dev/requested-at` annotation value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+    /// What deleting the Application does to its objects: `Prune` (they are
+    /// deleted, as `sync.prune` is on) or `Orphan` (they stay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+}
+
+/// Go duration syntax, as `parse_duration` reads it.
+const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
@@ -144,7 +230,42 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// The annotation `windlass reconcile` sets to ask for a reconcile now.
+pub const REQUESTED_AT_ANNOTATION: &str = "windlass.dev/requested-at";
+
+/// The finalizer that runs the deletion policy before an Application goes.
+pub const FINALIZER: &str = "windlass.dev/cleanup";
+
 impl Application {
+    /// How often the controller checks source and cluster (default 1m).
+    pub fn interval(&self) -> Result<Duration, DurationError> {
+        self.spec
+            .sync
+            .interval
+            .as_deref()
+            .map(parse_duration)
+            .unwrap_or(Ok(Duration::from_secs(60)))
+    }
+
+    /// The `Ready` condition, if the controller has set one.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+    }
+
+    /// The CRD, as `windlass crd` prints it and `deploy/crds/` holds it.
+    pub fn crd_yaml() -> String {
+        use kube::CustomResourceExt;
+        let crd = Application::crd();
+        let mut text =
+            String::from("# Generated by `windlass crd` from src/spec.rs: do not edit by hand.\n");
+        text.push_str(&serde_saphyr::to_string(&crd).expect("the CRD serialises to YAML"));
+        text
+    }
+
     /// The namespace namespaced objects land in: `destination.namespace`,
     /// else the Application's own namespace, else `default`.
     pub fn destination_namespace(&self) -> String {

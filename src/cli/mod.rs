@@ -9,7 +9,10 @@
 //! return an [`ExitStatus`]; errors travel up to `main`, which prints the whole
 //! cause chain.
 
+mod apps;
 mod check;
+mod controller;
+mod crd;
 mod history;
 mod render;
 mod source;
@@ -55,6 +58,16 @@ pub struct GlobalArgs {
     /// RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log format on stderr: readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl GlobalArgs {
@@ -62,6 +75,7 @@ impl GlobalArgs {
         ClusterOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
+            observer: None,
         }
     }
 }
@@ -87,6 +101,19 @@ pub enum Command {
     Rollback(history::RollbackArgs),
     /// Delete an application's objects and its history.
     Uninstall(history::UninstallArgs),
+    /// Print the Application CustomResourceDefinition (YAML).
+    Crd,
+    /// Run the reconcile loop over Application resources (in a cluster, or
+    /// outside one with a kubeconfig).
+    Controller(controller::Args),
+    /// List Applications: NAME, READY, REVISION, COMMIT, MESSAGE, AGE.
+    Get(apps::GetArgs),
+    /// Ask the controller to reconcile an Application now, wait, print the result.
+    Reconcile(apps::ReconcileArgs),
+    /// Stop syncing an Application (its status and objects stay).
+    Suspend(apps::NameArgs),
+    /// Resume syncing a suspended Application.
+    Resume(apps::NameArgs),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -113,5 +140,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History(args) => history::history(&cli.global, &args, &mut out).await,
         Command::Rollback(args) => history::rollback(&cli.global, &args, &mut out).await,
         Command::Uninstall(args) => history::uninstall(&cli.global, &args, &mut out).await,
+        Command::Crd => crd::run(&mut out),
+        Command::Controller(args) => controller::run(&cli.global, &args).await,
+        Command::Get(args) => apps::get(&cli.global, &args, &mut out).await,
+        Command::Reconcile(args) => apps::reconcile(&cli.global, &args, &mut out).await,
+        Command::Suspend(args) => apps::set_suspend(&cli.global, &args, true, &mut out).await,
+        Command::Resume(args) => apps::set_suspend(&cli.global, &args, false, &mut out).await,
     }
 }

@@ -11,7 +11,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 
 use crate::render::{SetValue, ValuesLayer};
 use crate::source::{Credentials, HostKeys, Repo, Secret, SourceCache, SourceOptions};
@@ -147,49 +146,29 @@ impl TargetArgs {
         let mut values = Vec::new();
         let (app, destination, source, mut environment) = if let Some(file) = &self.file {
             let application = read_application(file)?;
-            let app_namespace = application
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| namespace.to_string());
-            let name = application
-                .metadata
-                .name
-                .clone()
-                .with_context(|| format!("{}: metadata.name is missing", file.display()))?;
-            let spec = &application.spec;
+            let mut application = application;
+            if application.metadata.namespace.is_none() {
+                application.metadata.namespace = Some(namespace.to_string());
+            }
+            if application.metadata.name.is_none() {
+                bail!("{}: metadata.name is missing", file.display());
+            }
+            let app_namespace = application.metadata.namespace.clone().unwrap_or_default();
             let credentials = if self.credentials.given() {
                 self.credentials.credentials()?
-            } else if let Some(secret) = &spec.source.secret_ref {
-                secret_credentials(client, &app_namespace, &secret.name).await?
+            } else if let Some(secret) = &application.spec.source.secret_ref {
+                crate::cluster::read_git_credentials(client, &app_namespace, &secret.name).await?
             } else {
                 Credentials::None
             };
-            if let Some(inline) = &spec.values {
-                values.push(ValuesLayer {
-                    name: format!("{}: spec.values", file.display()),
-                    values: serde_json::Value::Object(inline.clone()),
-                });
-            }
-            let destination = spec
-                .destination
-                .namespace
-                .clone()
-                .unwrap_or_else(|| app_namespace.clone());
-            let source = SourceSpec::Git {
-                repo: Box::new(Repo::new(&spec.source.repo_url, credentials)?),
-                reference: spec
-                    .source
-                    .reference
-                    .clone()
-                    .unwrap_or_else(|| "HEAD".into()),
-                path: spec.source.path.clone().unwrap_or_default(),
-            };
+            let target =
+                Target::from_application(&application, credentials, &file.display().to_string())?;
+            values = target.values;
             (
-                AppIdentity::new(app_namespace, name),
-                destination,
-                source,
-                spec.environment.clone(),
+                target.app,
+                target.namespace,
+                target.source,
+                target.environment,
             )
         } else if let Some(repo) = &self.repo {
             let path = self.path.clone().unwrap_or_default();
@@ -277,27 +256,4 @@ fn read_application(file: &std::path::Path) -> anyhow::Result<Application> {
         )
     })?;
     Ok(application)
-}
-
-/// Reads `spec.source.secretRef` from the cluster.
-async fn secret_credentials(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> anyhow::Result<Credentials> {
-    let api: kube::Api<KubeSecret> = kube::Api::namespaced(client.clone(), namespace);
-    let secret = api.get(name).await.map_err(|e| {
-        anyhow::anyhow!(
-            "reading git credentials Secret {namespace}/{name}: {}",
-            crate::cluster::explain(&e)
-        )
-    })?;
-    let data = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    crate::source::auth::credentials_from_secret_data(&format!("{namespace}/{name}"), &data)
-        .map_err(|e| anyhow::anyhow!(e))
 }

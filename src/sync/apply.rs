@@ -456,26 +456,31 @@ pub async fn wait_for_health(
         .map(|c| (c.id.clone(), c.kind.clone()))
         .collect();
     loop {
-        let verdicts: Vec<Health> = stream::iter(targets.iter().map(|(id, kind)| async move {
-            let kind = match kind {
-                Some(kind) => Some(kind.clone()),
-                None => kinds.resolve(id).await.ok().flatten(),
-            };
-            let live = match &kind {
-                Some(kind) => get(client, id, kind).await.ok().flatten(),
-                None => None,
-            };
-            match live {
-                Some(live) => health::evaluate(id, &live),
-                None => Health {
-                    state: HealthState::Progressing,
-                    reason: format!("{}/{}: not found", id.kind.to_lowercase(), id.name),
-                },
-            }
-        }))
-        .buffered(options.concurrency.max(1))
-        .collect()
-        .await;
+        // Futures first, then the stream: keeps the future provably Send.
+        let checks: Vec<_> = targets
+            .iter()
+            .map(|(id, kind)| async move {
+                let kind = match kind {
+                    Some(kind) => Some(kind.clone()),
+                    None => kinds.resolve(id).await.ok().flatten(),
+                };
+                let live = match &kind {
+                    Some(kind) => get(client, id, kind).await.ok().flatten(),
+                    None => None,
+                };
+                match live {
+                    Some(live) => health::evaluate(id, &live),
+                    None => Health {
+                        state: HealthState::Progressing,
+                        reason: format!("{}/{}: not found", id.kind.to_lowercase(), id.name),
+                    },
+                }
+            })
+            .collect();
+        let verdicts: Vec<Health> = stream::iter(checks)
+            .buffered(options.concurrency.max(1))
+            .collect()
+            .await;
         let failed: Vec<String> = verdicts
             .iter()
             .filter(|h| h.state == HealthState::Failed)

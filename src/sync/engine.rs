@@ -32,7 +32,8 @@ use crate::history::{RevisionStatus, RevisionStore, StoreError};
 use crate::render::{
     self, GitInfo, LocalDirectory, ObjectId, RenderInput, Rendered, SetValue, ValuesLayer,
 };
-use crate::source::{self, Repo, SourceCache};
+use crate::source::{self, Credentials, Repo, SourceCache};
+use crate::spec::Application;
 
 /// Where an application's manifests come from for one run.
 #[derive(Debug, Clone)]
@@ -60,6 +61,50 @@ pub struct Target {
     pub set: Vec<SetValue>,
     /// `release.name` for charts; default: the application's name.
     pub release_name: Option<String>,
+}
+
+impl Target {
+    /// The target an Application describes. `credentials` come from its
+    /// `spec.source.secretRef` (see [`crate::cluster::read_git_credentials`]);
+    /// `origin` names where the spec was read, for values errors.
+    pub fn from_application(
+        application: &Application,
+        credentials: Credentials,
+        origin: &str,
+    ) -> Result<Target, source::Error> {
+        let namespace = application
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let name = application.metadata.name.clone().unwrap_or_default();
+        let spec = &application.spec;
+        let values = spec
+            .values
+            .iter()
+            .map(|inline| ValuesLayer {
+                name: format!("{origin}: spec.values"),
+                values: Value::Object(inline.clone()),
+            })
+            .collect();
+        Ok(Target {
+            app: AppIdentity::new(namespace, name.clone()),
+            namespace: application.destination_namespace(),
+            source: SourceSpec::Git {
+                repo: Box::new(Repo::new(&spec.source.repo_url, credentials)?),
+                reference: spec
+                    .source
+                    .reference
+                    .clone()
+                    .unwrap_or_else(|| "HEAD".into()),
+                path: spec.source.path.clone().unwrap_or_default(),
+            },
+            environment: spec.environment.clone(),
+            values,
+            set: Vec::new(),
+            release_name: Some(name),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,30 +183,47 @@ pub async fn load_desired(
             })
         }
         SourceSpec::Git {
-            repo,
-            reference,
-            path,
+            repo, reference, ..
         } => {
             let resolved = cache.resolve(repo, reference).await?;
-            let snapshot = cache.snapshot(repo, &resolved, path).await?;
-            let git = GitInfo {
-                commit: resolved.commit.to_string(),
-                reference: Some(resolved.ref_name.clone()),
-            };
-            let path = snapshot.path.clone();
-            let rendered = render_tree(target, snapshot, Some(git), kinds).await?;
-            Ok(Desired {
-                rendered,
-                source: RecordSource::Git {
-                    repo: repo.url.to_string(),
-                    reference: resolved.ref_name,
-                    commit: resolved.commit.to_string(),
-                    path,
-                },
-                values_digest,
-            })
+            let (desired, _) = load_desired_at(target, cache, &resolved, kinds).await?;
+            Ok(desired)
         }
     }
+}
+
+/// Renders a git target at a commit already resolved; also returns the
+/// repository paths the render read (for [`SourceCache::changed`]).
+pub async fn load_desired_at(
+    target: &Target,
+    cache: &SourceCache,
+    resolved: &source::Resolved,
+    kinds: Option<Arc<Kinds>>,
+) -> Result<(Desired, Vec<String>), EngineError> {
+    let SourceSpec::Git { repo, path, .. } = &target.source else {
+        return Err(EngineError::Directory(
+            "load_desired_at needs a git source".into(),
+        ));
+    };
+    let snapshot = cache.snapshot(repo, resolved, path).await?;
+    let watched = snapshot.watched_paths();
+    let git = GitInfo {
+        commit: resolved.commit.to_string(),
+        reference: Some(resolved.ref_name.clone()),
+    };
+    let path = snapshot.path.clone();
+    let rendered = render_tree(target, snapshot, Some(git), kinds).await?;
+    let desired = Desired {
+        rendered,
+        source: RecordSource::Git {
+            repo: repo.url.to_string(),
+            reference: resolved.ref_name.clone(),
+            commit: resolved.commit.to_string(),
+            path,
+        },
+        values_digest: values_digest(target),
+    };
+    Ok((desired, watched))
 }
 
 async fn render_tree<T: render::FileTree + 'static>(

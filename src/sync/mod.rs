@@ -11,10 +11,12 @@
 //!
 //! Pure decisions live in their own files and are unit-tested there:
 //! [`identity`] (labels), [`order`] (phases), [`diff`] (normalisation and
-//! masked diffs), [`health`] (per-kind verdicts), [`prune`] (guards).
+//! masked diffs), [`health`] (per-kind verdicts), [`prune`] (guards),
+//! [`drift`] (what differs from the applied revision, and who changed it).
 
 pub mod apply;
 pub mod diff;
+pub mod drift;
 pub mod engine;
 pub mod health;
 pub mod identity;

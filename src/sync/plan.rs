@@ -238,12 +238,17 @@ pub async fn plan(
     )
     .await?;
 
-    let results: Vec<Result<Change, Rejection>> =
-        stream::iter(entries.into_iter().map(|(object, stamped, kind)| {
+    // The futures are built first, then run: a stream over a closure that
+    // borrows would not be provably Send (the controller spawns this).
+    let plans: Vec<_> = entries
+        .into_iter()
+        .map(|(object, stamped, kind)| {
             let live = live.get(&object.id).cloned();
             let namespaces_in_set = &namespaces_in_set;
             async move { plan_one(client, object, stamped, kind, live, namespaces_in_set).await }
-        }))
+        })
+        .collect();
+    let results: Vec<Result<Change, Rejection>> = stream::iter(plans)
         .buffered(options.concurrency.max(1))
         .collect()
         .await;

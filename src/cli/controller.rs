@@ -1,0 +1,91 @@
+//! `windlass controller`: the in-cluster loop (see `crate::controller`). It
+//! runs in a cluster with the service account, or anywhere with a kubeconfig.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::{self, RequestObserver};
+use crate::controller::{self, ControllerOptions, metrics::Metrics};
+use crate::source::SourceOptions;
+
+use super::{ExitStatus, GlobalArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Applications reconciled at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Reconcile only while holding the Lease `windlass-controller` (run
+    /// several replicas; one reconciles, the others stand by).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else windlass-system).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// How long a leader's Lease lasts without renewal, in seconds: a standby
+    /// takes over within this time after the leader dies.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub http_address: SocketAddr,
+    /// Only reconcile Applications in this namespace (default: all).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Git mirror cache directory (must be writable).
+    #[arg(long, value_name = "DIR", env = "WINDLASS_GIT_CACHE")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Longest a git network operation may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub git_timeout: u64,
+}
+
+pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
+    let metrics = Arc::new(Metrics::default());
+    let observed = metrics.clone();
+    let mut cluster_options = global.cluster_options();
+    cluster_options.observer = Some(RequestObserver(Arc::new(move |method, dry_run| {
+        observed.count_request(method.as_str(), dry_run)
+    })));
+    let connection = cluster::connect(&cluster_options).await?;
+    let mut source = SourceOptions::new(
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(SourceOptions::default_cache_dir),
+    );
+    source.timeout = Duration::from_secs(args.git_timeout);
+    let options = ControllerOptions {
+        concurrency: args.concurrency,
+        leader_elect: args.leader_elect,
+        leader_namespace: args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| "windlass-system".into()),
+        lease_duration: Duration::from_secs(args.lease_duration),
+        http_address: args.http_address,
+        watch_namespace: args.watch_namespace.clone(),
+        source,
+        identity: identity(),
+    };
+    controller::run(connection.client, metrics, options).await?;
+    Ok(ExitStatus::Success)
+}
+
+/// `controller:<pod>`, or `controller:<host>:<pid>` outside a cluster.
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        return format!("controller:{pod}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("controller:{host}:{}", std::process::id())
+}

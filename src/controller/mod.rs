@@ -1,0 +1,277 @@
+//! The in-cluster loop: `windlass controller` keeps every `Application`'s
+//! objects equal to its Git source, with the engine the CLI uses.
+//!
+//! ```text
+//!   leader Lease ──(held)──► Controller<Application> ──► reconcile (bounded concurrency)
+//!   windlass-controller         watch + requeue timers        │ source → render → plan → sync
+//!                                                             ▼
+//!   HTTP :8080  /metrics  /healthz  /readyz          status · Events · metrics · records
+//! ```
+//!
+//! Every replica serves HTTP; only the Lease holder reconciles. A replica
+//! that loses the Lease exits (its Deployment restarts it as a standby), so
+//! two writers never overlap; a graceful shutdown (SIGTERM, Ctrl-C) lets
+//! running reconciles finish, then releases the Lease so a standby takes
+//! over at once.
+
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher;
+use tracing::{error, info, warn};
+
+use crate::source::{SourceCache, SourceOptions};
+use crate::spec::Application;
+use crate::sync::kinds::Kinds;
+use metrics::Metrics;
+use reconcile::Context;
+
+/// The name of the leader-election Lease.
+pub const LEADER_LEASE: &str = "windlass-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("writing status: {0}")]
+    Status(String),
+    #[error("deleting the application's objects: {0}")]
+    Cleanup(String),
+    #[error("API discovery failed: {0}")]
+    Discovery(String),
+    #[error("leader election: {0}")]
+    Leader(String),
+    #[error("the leader Lease was lost: stopping, so that two controllers never write at once")]
+    LeadershipLost,
+    #[error("serving HTTP on {address}: {reason}")]
+    Http { address: SocketAddr, reason: String },
+    #[error(
+        "the Application CRD is not installed (listing applications.windlass.dev: {0}); install \
+         it: windlass crd | kubectl apply -f -"
+    )]
+    NoCrd(String),
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Applications reconciled at once.
+    pub concurrency: u16,
+    /// Reconcile only while holding the leader Lease.
+    pub leader_elect: bool,
+    pub leader_namespace: String,
+    pub lease_duration: Duration,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub http_address: SocketAddr,
+    /// Only Applications in this namespace (default: all).
+    pub watch_namespace: Option<String>,
+    pub source: SourceOptions,
+    /// This replica's name (pod name, or host and pid).
+    pub identity: String,
+}
+
+/// Runs until a shutdown signal (or, with leader election, until the Lease
+/// is lost: then it returns an error and the process should exit).
+pub async fn run(
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    options: ControllerOptions,
+) -> Result<(), Error> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(options.http_address)
+        .await
+        .map_err(|e| Error::Http {
+            address: options.http_address,
+            reason: e.to_string(),
+        })?;
+    let address = listener.local_addr().unwrap_or(options.http_address);
+    info!(%address, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(serve_http(listener, metrics.clone(), ready.clone()));
+
+    let applications: Api<Application> = match &options.watch_namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    applications
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(|e| Error::NoCrd(crate::cluster::explain(&e)))?;
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let leadership = if options.leader_elect {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEADER_LEASE)
+            .with_namespace(&options.leader_namespace)
+            .with_identity(&options.identity)
+            .with_duration(options.lease_duration.as_secs().max(2))
+            .with_grace((options.lease_duration.as_secs() / 3).max(1))
+            .build()
+            .await
+            .map_err(|e| Error::Leader(e.to_string()))?;
+        let (mut leader, task) = manager.watch().await;
+        // A standby is ready: it serves and waits.
+        ready.store(true, Ordering::Relaxed);
+        info!(identity = %options.identity, lease = %format!("{}/{LEADER_LEASE}", options.leader_namespace), "waiting to become the leader");
+        loop {
+            if *leader.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = leader.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Leader("the lease manager stopped".into()));
+                    }
+                }
+                () = &mut shutdown => {
+                    drop(leader);
+                    let _ = task.await;
+                    return Ok(());
+                }
+            }
+        }
+        info!(identity = %options.identity, "became the leader: reconciling");
+        Some((leader, task))
+    } else {
+        None
+    };
+
+    let kinds = Kinds::discover(&client)
+        .await
+        .map_err(|e| Error::Discovery(e.to_string()))?;
+    let context = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(kinds),
+        SourceCache::new(options.source.clone()),
+        metrics,
+        options.identity.clone(),
+    ));
+    ready.store(true, Ordering::Relaxed);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::new(applications, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(options.concurrency.max(1)))
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                match error {
+                    controller::Error::ReconcilerFailed(..) => {} // logged by error_policy
+                    other => warn!(error = %other, "controller"),
+                }
+            }
+        });
+    tokio::pin!(controller);
+
+    let result = match leadership {
+        None => {
+            tokio::select! {
+                () = &mut shutdown => {}
+                () = &mut controller => {}
+            }
+            let _ = stop_tx.send(());
+            controller.await;
+            Ok(())
+        }
+        Some((mut leader, task)) => {
+            let lost = async {
+                loop {
+                    if leader.changed().await.is_err() || !*leader.borrow_and_update() {
+                        return;
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                () = &mut shutdown => Ok(()),
+                () = lost => Err(Error::LeadershipLost),
+                () = &mut controller => Ok(()),
+            };
+            if outcome.is_ok() {
+                info!("shutting down: letting running reconciles finish");
+                let _ = stop_tx.send(());
+                controller.await;
+            } else {
+                error!("the leader Lease was lost");
+            }
+            // Dropping the receiver makes the lease manager release the Lease.
+            drop(leader);
+            match task.await {
+                Ok(Ok(_)) => info!("released the leader Lease"),
+                Ok(Err(e)) => warn!(error = %e, "releasing the leader Lease"),
+                Err(e) => warn!(error = %e, "the lease manager task failed"),
+            }
+            outcome
+        }
+    };
+    result
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    info!("shutdown signal received");
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::Relaxed);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                    }
+                }
+            }),
+        );
+    if let Err(error) = axum::serve(listener, app).await {
+        error!(error = %error, "the HTTP server stopped");
+    }
+}
