@@ -136,6 +136,11 @@ pub struct SyncPolicy {
     /// Revert hand edits (drift) instead of only reporting them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub self_heal: bool,
+    /// Wait for the applied objects to be healthy (up to
+    /// `rollback.healthTimeout`) before the Application is Ready (default
+    /// true). Off: Ready once the server accepted every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
     /// How often to check the source and the cluster (default 1m), in Go
     /// duration syntax: `30s`, `5m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -743,6 +743,7 @@ fn sync_options(
     options.plan = plan;
     options.apply = ApplyOptions {
         prune: application.spec.sync.prune,
+        wait: application.spec.sync.wait.unwrap_or(true),
         timeout: application
             .health_timeout()
             .unwrap_or(Duration::from_secs(300)),
