@@ -60,8 +60,10 @@ pub struct ClusterOptions {
 }
 
 /// Called with each request's HTTP method and whether it is a dry-run.
+pub type ObserveRequest = dyn Fn(&http::Method, bool) + Send + Sync;
+
 #[derive(Clone)]
-pub struct RequestObserver(pub Arc<dyn Fn(&http::Method, bool) + Send + Sync>);
+pub struct RequestObserver(pub Arc<ObserveRequest>);
 
 impl fmt::Debug for RequestObserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

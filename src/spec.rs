@@ -35,32 +35,11 @@ use serde::{Deserialize, Serialize};
     category = "windlass",
     status = "ApplicationStatus",
     doc = "An application: where its manifests come from and how windlass keeps the cluster equal to them.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Revision",
-        type_ = "integer",
-        json_path = ".status.lastAppliedRevision"
-    ),
-    printcolumn(
-        name = "Commit",
-        type_ = "string",
-        json_path = ".status.lastAppliedCommit"
-    ),
-    printcolumn(
-        name = "Message",
-        type_ = "string",
-        priority = "1",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"integer","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.lastAppliedCommit"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
@@ -80,7 +59,7 @@ pub struct ApplicationSpec {
     pub rollback: RollbackPolicy,
     /// How many revision records to keep (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1), with = "Option<i32>")]
     pub history_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Dependency>,

@@ -174,7 +174,7 @@ pub async fn run(
         });
     tokio::pin!(controller);
 
-    let result = match leadership {
+    match leadership {
         None => {
             tokio::select! {
                 () = &mut shutdown => {}
@@ -213,8 +213,7 @@ pub async fn run(
             }
             outcome
         }
-    };
-    result
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,1080 @@
+//! `windlass controller` against the real local control plane and loopback
+//! git servers. Each test runs its own controller process, watching only the
+//! test's namespace (`--watch-namespace`), so tests run in parallel.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use support::git::{HttpGit, ServedRepo, Sshd, TempDir, TestRepo, free_port};
+use support::{configmap, eventually, windlass, windlass_expect, with_namespace};
+use windlass::spec::Application;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+const NEVER_AVAILABLE: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: stuck}\n  template:\n    metadata:\n      labels: {app: stuck}\n    spec:\n      containers: [{name: c, image: nginx}]\n";
+
+/// A `windlass controller` process for one namespace; killed on drop.
+struct RunningController {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl RunningController {
+    fn start(namespace: &str, extra: &[&str]) -> RunningController {
+        let dir = TempDir::new("controller");
+        let port = free_port();
+        let log = dir.path().join("controller.log");
+        let child = windlass()
+            .args([
+                "controller",
+                "--watch-namespace",
+                namespace,
+                "--http-address",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--cache-dir")
+            .arg(dir.path().join("git"))
+            .args(extra)
+            .env("RUST_LOG", "windlass=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting windlass controller");
+        RunningController {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET `path` on the controller's HTTP port: (status line, body).
+    fn http_get(&self, path: &str) -> Option<(String, String)> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.lines().next()?.to_string(), body.to_string()))
+    }
+
+    fn metrics(&self) -> String {
+        self.http_get("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    /// Write requests (not dry-runs) the controller sent, from /metrics.
+    fn writes(&self) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with("windlass_api_requests_total{"))
+            .filter(|l| {
+                let write = ["\"POST\"", "\"PUT\"", "\"DELETE\"", "\"PATCH\""]
+                    .iter()
+                    .any(|m| l.contains(m));
+                write && l.contains("dry_run=\"false\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- controller log ---\n{}", self.log());
+        }
+    }
+}
+
+async fn install_crd(client: &Client) {
+    let crd: serde_json::Value =
+        serde_json::to_value(<Application as kube::CustomResourceExt>::crd()).unwrap();
+    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    api.patch(
+        "applications.windlass.dev",
+        &PatchParams::apply("windlass-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("installing the Application CRD");
+    eventually("the Application CRD to be served", LIMIT, || {
+        let client = client.clone();
+        async move {
+            let api: Api<Application> = Api::all(client);
+            api.list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
+
+fn application(name: &str, url: &str, path: &str, sync: serde_json::Value) -> Application {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "windlass.dev/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": name },
+        "spec": {
+            "source": { "repoURL": url, "ref": "main", "path": path },
+            "sync": sync,
+        }
+    }))
+    .unwrap()
+}
+
+async fn create(client: &Client, ns: &str, app: &Application) {
+    let api: Api<Application> = Api::namespaced(client.clone(), ns);
+    api.create(&PostParams::default(), app)
+        .await
+        .unwrap_or_else(|e| panic!("creating Application {}: {e}", app.name_any()));
+}
+
+/// Removes the finalizer from every Application in `ns`, so that deleting
+/// the test namespace does not wait for a controller that has stopped.
+async fn release(client: &Client, ns: &str) {
+    let api: Api<Application> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({ "metadata": { "finalizers": null } });
+    for app in api.list(&ListParams::default()).await.unwrap().items {
+        let _ = api
+            .patch(
+                &app.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
+    }
+}
+
+fn ready(app: &Application) -> Option<(String, String, String)> {
+    app.condition("Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the Application satisfies `check`; returns it.
+async fn wait_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Application) -> bool,
+) -> Application {
+    let api: Api<Application> = Api::namespaced(client.clone(), ns);
+    let check = &check;
+    eventually(what, LIMIT, || {
+        let api = api.clone();
+        async move {
+            let app = api.get(name).await.map_err(|e| e.to_string())?;
+            if check(&app) {
+                Ok(app)
+            } else {
+                Err(format!(
+                    "Ready: {:?}; status: {:?}",
+                    ready(&app),
+                    app.status
+                ))
+            }
+        }
+    })
+    .await
+}
+
+fn is_ready(app: &Application) -> bool {
+    ready(app).is_some_and(|(status, _, _)| status == "True")
+}
+
+fn applied_commit(app: &Application) -> Option<String> {
+    app.status.as_ref()?.last_applied_commit.clone()
+}
+
+async fn value_of(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|cm| cm.data?.get("value").cloned())
+}
+
+async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+async fn wait_for_event(client: &Client, ns: &str, name: &str, reason: &str) -> String {
+    eventually(&format!("Event {reason}"), LIMIT, || async move {
+        let all = events(client, ns, name).await;
+        all.iter()
+            .find(|(r, _)| r == reason)
+            .map(|(_, message)| message.clone())
+            .ok_or_else(|| format!("{all:?}"))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_application_syncs_and_a_pushed_commit_is_applied_on_the_next_interval() {
+    with_namespace("ctl-sync", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-sync", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "interval": "2s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+
+        let first = served.repo.head();
+        let app = wait_for(&client, &ns, "web", "the first sync", |a| {
+            is_ready(a) && applied_commit(a).as_deref() == Some(first.as_str())
+        })
+        .await;
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("v1"));
+        let status = app.status.clone().unwrap();
+        assert_eq!(status.last_applied_revision, Some(1));
+        assert_eq!(status.object_count, Some(1));
+        assert_eq!(status.deletion_policy.as_deref(), Some("Prune"));
+        assert!(status.manifest_digest.is_some());
+        assert!(
+            wait_for_event(&client, &ns, "web", "SyncSucceeded")
+                .await
+                .contains("revision 1")
+        );
+
+        // A new commit: changed value, a new object, one object removed.
+        let second = served.repo.commit(
+            &[
+                ("app/a.yaml", &configmap("a", "v2")),
+                ("app/b.yaml", &configmap("b", "new")),
+            ],
+            "second",
+        );
+        let app = wait_for(&client, &ns, "web", "the pushed commit", |a| {
+            applied_commit(a).as_deref() == Some(second.as_str()) && is_ready(a)
+        })
+        .await;
+        assert_eq!(app.status.unwrap().last_applied_revision, Some(2));
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("v2"));
+        assert_eq!(value_of(&client, &ns, "b").await.as_deref(), Some("new"));
+
+        std::fs::remove_file(served.repo.work.join("app/b.yaml")).unwrap();
+        let third = served.repo.commit(&[], "remove b");
+        wait_for(&client, &ns, "web", "the commit that removes b", |a| {
+            applied_commit(a).as_deref() == Some(third.as_str())
+        })
+        .await;
+        assert_eq!(value_of(&client, &ns, "b").await, None, "pruned");
+        assert!(
+            wait_for_event(&client, &ns, "web", "Pruned")
+                .await
+                .contains("ConfigMap")
+        );
+
+        // `windlass get` shows it.
+        let table = windlass_expect(&["get", "-n", &ns], 0);
+        let short = &third[..7];
+        assert!(table.starts_with("NAME"), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("web") && l.contains("True") && l.contains(short)),
+            "{table}"
+        );
+        release(&client, &ns).await;
+        drop(controller);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_is_written_in_steady_state() {
+    with_namespace("ctl-steady", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start(
+            "ctl-steady",
+            &[("app/a.yaml", &configmap("a", "v1")), ("app/b.yaml", &configmap("b", "v1"))],
+        );
+        let controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "selfHeal": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        let app = wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+        // Let the reconcile that follows the status write pass.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let before_app = api.get("web").await.unwrap().resource_version();
+        let before_cm = configmaps.get("a").await.unwrap().resource_version();
+        let before_writes = controller.writes();
+        let reconciles_before = reconcile_count(&controller.metrics());
+
+        // Six intervals.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+
+        let reconciles_after = reconcile_count(&controller.metrics());
+        assert!(
+            reconciles_after >= reconciles_before + 3,
+            "the controller must keep reconciling on its interval: {reconciles_before} → {reconciles_after}"
+        );
+        assert_eq!(api.get("web").await.unwrap().resource_version(), before_app, "Application written");
+        assert_eq!(configmaps.get("a").await.unwrap().resource_version(), before_cm, "object written");
+        assert_eq!(controller.writes(), before_writes, "write requests in steady state");
+        let records: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let revisions = records
+            .list(&ListParams::default().labels("windlass.dev/revision"))
+            .await
+            .unwrap();
+        assert_eq!(revisions.items.len(), 1, "one revision record");
+        assert_eq!(app.status.unwrap().last_applied_revision, Some(1));
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+fn reconcile_count(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("windlass_reconcile_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn bad_commits_keep_the_last_good_revision_live_and_a_good_commit_recovers() {
+    with_namespace("ctl-bad", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-bad", &[("app/a.yaml", &configmap("a", "good"))]);
+        let _controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        // An object the server rejects: nothing is applied, Ready=False with
+        // the server's message, the good value stays.
+        let rejected = served.repo.commit(
+            &[
+                ("app/a.yaml", &configmap("a", "never")),
+                (
+                    "app/bad.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  key: {nested: map}\n",
+                ),
+            ],
+            "rejected",
+        );
+        let app = wait_for(&client, &ns, "web", "Ready=False for the rejected object", |a| {
+            ready(a).is_some_and(|(s, _, _)| s == "False")
+                && a.status.as_ref().unwrap().last_attempted_commit.as_deref() == Some(rejected.as_str())
+        })
+        .await;
+        let (_, reason, message) = ready(&app).unwrap();
+        assert_eq!(reason, "SyncFailed", "{message}");
+        assert!(message.contains("ConfigMap") && message.contains("bad"), "{message}");
+        assert!(message.contains("nothing was written"), "{message}");
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("good"));
+        assert_eq!(app.status.as_ref().unwrap().last_applied_revision, Some(1));
+        assert!(wait_for_event(&client, &ns, "web", "SyncFailed").await.contains("bad"));
+
+        // Malformed YAML: the render error names file and line.
+        let malformed = served.repo.commit(
+            &[("app/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: [unclosed\n")],
+            "malformed",
+        );
+        let app = wait_for(&client, &ns, "web", "Ready=False for malformed YAML", |a| {
+            a.status.as_ref().unwrap().last_attempted_commit.as_deref() == Some(malformed.as_str())
+                && ready(a).is_some_and(|(_, r, _)| r == "RenderFailed")
+        })
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(message.starts_with("render failed:"), "{message}");
+        assert!(message.contains("bad.yaml") && message.contains("line"), "{message}");
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("good"));
+
+        // A good commit recovers.
+        std::fs::remove_file(served.repo.work.join("app/bad.yaml")).unwrap();
+        let good = served.repo.commit(&[("app/a.yaml", &configmap("a", "better"))], "good");
+        wait_for(&client, &ns, "web", "recovery", |a| {
+            is_ready(a) && applied_commit(a).as_deref() == Some(good.as_str())
+        })
+        .await;
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("better"));
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
+    with_namespace("ctl-rollback", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-rollback", &[("app/a.yaml", &configmap("a", "good"))]);
+        let _controller = RunningController::start(&ns, &[]);
+        let mut app = application(
+            "web",
+            &served.url,
+            "app",
+            serde_json::json!({ "automated": true, "prune": true, "interval": "1s" }),
+        );
+        app.spec.rollback.on_health_failure = true;
+        app.spec.rollback.health_timeout = Some("3s".into());
+        create(&client, &ns, &app).await;
+        let good = served.repo.head();
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        let bad = served.repo.commit(
+            &[
+                ("app/a.yaml", &configmap("a", "bad")),
+                ("app/stuck.yaml", NEVER_AVAILABLE),
+            ],
+            "never healthy",
+        );
+        let app = wait_for(&client, &ns, "web", "the automatic rollback", |a| {
+            a.status.as_ref().unwrap().held_back_commit.as_deref() == Some(bad.as_str())
+        })
+        .await;
+        let (status, reason, message) = ready(&app).unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "HeldBack"),
+            "{message}"
+        );
+        assert!(app.condition("Stalled").is_some_and(|c| c.status == "True"));
+        assert_eq!(applied_commit(&app).as_deref(), Some(good.as_str()));
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("good"));
+        assert!(
+            wait_for_event(&client, &ns, "web", "HealthCheckFailed")
+                .await
+                .contains("stuck")
+        );
+        assert!(
+            wait_for_event(&client, &ns, "web", "RolledBack")
+                .await
+                .contains("revision 1")
+        );
+
+        // Several intervals later the failed commit is still not re-applied.
+        let revision = app.status.as_ref().unwrap().last_applied_revision;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let later = api.get("web").await.unwrap();
+        assert_eq!(
+            later.status.as_ref().unwrap().last_applied_revision,
+            revision
+        );
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("good"));
+
+        // A new commit is tried.
+        std::fs::remove_file(served.repo.work.join("app/stuck.yaml")).unwrap();
+        let fixed = served
+            .repo
+            .commit(&[("app/a.yaml", &configmap("a", "fixed"))], "fixed");
+        let app = wait_for(&client, &ns, "web", "the fixed commit", |a| {
+            is_ready(a) && applied_commit(a).as_deref() == Some(fixed.as_str())
+        })
+        .await;
+        assert_eq!(app.status.unwrap().held_back_commit, None);
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("fixed"));
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drift_is_reported_with_self_heal_off_and_corrected_with_it_on() {
+    with_namespace("ctl-drift", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-drift", &[("app/a.yaml", &configmap("a", "git"))]);
+        let _controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        // A hand edit by another field manager, as `kubectl edit` does it.
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let edit = serde_json::json!({ "data": { "value": "by hand" } });
+        configmaps
+            .patch(
+                "a",
+                &PatchParams {
+                    field_manager: Some("kubectl-edit".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&edit),
+            )
+            .await
+            .unwrap();
+        let app = wait_for(&client, &ns, "web", "Drifted", |a| {
+            a.condition("Drifted").is_some_and(|c| c.status == "True")
+        })
+        .await;
+        let message = app.condition("Drifted").unwrap().message.clone();
+        assert!(
+            message.contains("ConfigMap") && message.contains("/a"),
+            "{message}"
+        );
+        assert!(message.contains("kubectl-edit"), "{message}");
+        assert!(is_ready(&app), "drift alone does not make it unready");
+        assert!(
+            wait_for_event(&client, &ns, "web", "DriftDetected")
+                .await
+                .contains("kubectl-edit")
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            value_of(&client, &ns, "a").await.as_deref(),
+            Some("by hand"),
+            "selfHeal is off: nothing changes"
+        );
+
+        // selfHeal on: corrected.
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let heal = serde_json::json!({ "spec": { "sync": { "selfHeal": true } } });
+        api.patch("web", &PatchParams::default(), &Patch::Merge(&heal))
+            .await
+            .unwrap();
+        let app = wait_for(&client, &ns, "web", "the drift corrected", |a| {
+            a.condition("Drifted").is_none() && is_ready(a)
+        })
+        .await;
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("git"));
+        assert_eq!(app.status.unwrap().last_applied_revision, Some(2));
+        assert!(
+            wait_for_event(&client, &ns, "web", "DriftCorrected")
+                .await
+                .contains("kubectl-edit")
+        );
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn suspend_stops_syncing_and_resume_and_reconcile_start_it_again() {
+    with_namespace("ctl-suspend", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-suspend", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let _controller = RunningController::start(&ns, &[]);
+        // Manual sync: `windlass reconcile` applies.
+        let spec = serde_json::json!({ "automated": false, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        let app = wait_for(&client, &ns, "web", "OutOfSync", |a| {
+            ready(a).is_some_and(|(_, r, _)| r == "OutOfSync")
+        })
+        .await;
+        assert!(ready(&app).unwrap().2.contains("windlass reconcile web"));
+        assert_eq!(value_of(&client, &ns, "a").await, None, "automated is off");
+        let out = windlass_expect(&["reconcile", "web", "-n", &ns, "--timeout", "60"], 0);
+        assert!(out.contains("Ready=True"), "{out}");
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("v1"));
+
+        // Automated, then suspended: a new commit is not applied, status kept.
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let automated = serde_json::json!({ "spec": { "sync": { "automated": true } } });
+        api.patch("web", &PatchParams::default(), &Patch::Merge(&automated))
+            .await
+            .unwrap();
+        windlass_expect(&["suspend", "web", "-n", &ns], 0);
+        let suspended = api.get("web").await.unwrap();
+        assert!(suspended.spec.suspend);
+        // Let the controller see the suspension before the commit lands.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status_before = api.get("web").await.unwrap().status;
+        served
+            .repo
+            .commit(&[("app/a.yaml", &configmap("a", "v2"))], "v2");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            value_of(&client, &ns, "a").await.as_deref(),
+            Some("v1"),
+            "suspended"
+        );
+        assert_eq!(
+            api.get("web").await.unwrap().status,
+            status_before,
+            "status kept"
+        );
+        let table = windlass_expect(&["get", "-n", &ns], 0);
+        assert!(table.contains("suspended"), "{table}");
+        let refused = windlass()
+            .args(["reconcile", "web", "-n", &ns])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2));
+
+        windlass_expect(&["resume", "web", "-n", &ns], 0);
+        let v2 = served.repo.head();
+        wait_for(&client, &ns, "web", "the resumed sync", |a| {
+            applied_commit(a).as_deref() == Some(v2.as_str())
+        })
+        .await;
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("v2"));
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn depends_on_waits_until_the_dependency_is_ready() {
+    with_namespace("ctl-deps", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start(
+            "ctl-deps",
+            &[
+                ("db/a.yaml", &configmap("db", "up")),
+                ("web/a.yaml", &configmap("web", "up")),
+            ],
+        );
+        let _controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "interval": "1s" });
+        let mut web = application("web", &served.url, "web", spec.clone());
+        web.spec.depends_on = vec![windlass::spec::Dependency { name: "db".into() }];
+        create(&client, &ns, &web).await;
+        let app = wait_for(&client, &ns, "web", "DependencyNotReady", |a| {
+            ready(a).is_some_and(|(_, r, _)| r == "DependencyNotReady")
+        })
+        .await;
+        assert!(ready(&app).unwrap().2.contains("db"), "{:?}", ready(&app));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            value_of(&client, &ns, "web").await,
+            None,
+            "web waits for db"
+        );
+
+        create(&client, &ns, &application("db", &served.url, "db", spec)).await;
+        let web = wait_for(&client, &ns, "web", "web after db", is_ready).await;
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let db = api.get("db").await.unwrap();
+        assert!(is_ready(&db));
+        let time = |a: &Application| a.status.as_ref().unwrap().last_sync_time.clone().unwrap();
+        assert!(
+            time(&db) <= time(&web),
+            "db synced first: {} vs {}",
+            time(&db),
+            time(&web)
+        );
+        assert_eq!(value_of(&client, &ns, "web").await.as_deref(), Some("up"));
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_an_application_prunes_or_orphans_its_objects() {
+    with_namespace("ctl-delete", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start(
+            "ctl-delete",
+            &[
+                ("pruned/a.yaml", &configmap("pruned", "x")),
+                ("kept/a.yaml", &configmap("kept", "x")),
+            ],
+        );
+        let _controller = RunningController::start(&ns, &[]);
+        create(
+            &client,
+            &ns,
+            &application(
+                "pruned",
+                &served.url,
+                "pruned",
+                serde_json::json!({ "automated": true, "prune": true, "interval": "1s" }),
+            ),
+        )
+        .await;
+        create(
+            &client,
+            &ns,
+            &application(
+                "kept",
+                &served.url,
+                "kept",
+                serde_json::json!({ "automated": true, "prune": false, "interval": "1s" }),
+            ),
+        )
+        .await;
+        let pruned = wait_for(&client, &ns, "pruned", "pruned ready", is_ready).await;
+        let kept = wait_for(&client, &ns, "kept", "kept ready", is_ready).await;
+        assert_eq!(
+            pruned.status.as_ref().unwrap().deletion_policy.as_deref(),
+            Some("Prune")
+        );
+        assert_eq!(
+            kept.status.unwrap().deletion_policy.as_deref(),
+            Some("Orphan")
+        );
+        assert!(
+            pruned
+                .finalizers()
+                .iter()
+                .any(|f| f == "windlass.dev/cleanup")
+        );
+
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        for name in ["pruned", "kept"] {
+            api.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        eventually("both Applications to be gone", LIMIT, || {
+            let api = api.clone();
+            async move {
+                let left = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if left.items.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{} left", left.items.len()))
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            value_of(&client, &ns, "pruned").await,
+            None,
+            "prune: deleted"
+        );
+        assert_eq!(
+            value_of(&client, &ns, "kept").await.as_deref(),
+            Some("x"),
+            "orphaned"
+        );
+        let records: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let left = records
+            .list(&ListParams::default().labels("windlass.dev/revision"))
+            .await
+            .unwrap();
+        assert!(left.items.is_empty(), "records go with the Application");
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_come_from_a_secret_for_https_and_ssh() {
+    with_namespace("ctl-creds", |client, ns| async move {
+        install_crd(&client).await;
+        let dir = TempDir::new("ctl-creds");
+        let repo = TestRepo::create(
+            dir.path(),
+            "deploy",
+            &[("app/a.yaml", &configmap("a", "over-git"))],
+        );
+        let http = HttpGit::start(dir.path(), "deploy", "s3cret-pass");
+        let sshd = Sshd::start(dir.path());
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret = |name: &str, data: serde_json::Value| -> Secret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "name": name }, "stringData": data
+            }))
+            .unwrap()
+        };
+        for s in [
+            secret(
+                "https-creds",
+                serde_json::json!({ "username": "deploy", "password": "s3cret-pass" }),
+            ),
+            secret(
+                "wrong-creds",
+                serde_json::json!({ "username": "deploy", "password": "wrong-pass" }),
+            ),
+            secret(
+                "ssh-creds",
+                serde_json::json!({ "identity": sshd.client_key, "known_hosts": sshd.known_hosts }),
+            ),
+        ] {
+            secrets.create(&PostParams::default(), &s).await.unwrap();
+        }
+        let _controller = RunningController::start(&ns, &[]);
+        let with_secret = |name: &str, url: &str, secret: &str| {
+            let mut app = application(
+                name,
+                url,
+                "app",
+                serde_json::json!({ "automated": true, "interval": "1s" }),
+            );
+            app.spec.source.secret_ref = Some(windlass::spec::LocalObjectReference {
+                name: secret.into(),
+            });
+            app.spec.destination.namespace = Some(ns.clone());
+            app
+        };
+        create(
+            &client,
+            &ns,
+            &with_secret("https", &http.url(&repo), "https-creds"),
+        )
+        .await;
+        create(
+            &client,
+            &ns,
+            &with_secret("ssh", &sshd.url(&repo), "ssh-creds"),
+        )
+        .await;
+        create(
+            &client,
+            &ns,
+            &with_secret("wrong", &http.url(&repo), "wrong-creds"),
+        )
+        .await;
+        let head = repo.head();
+        for name in ["https", "ssh"] {
+            wait_for(&client, &ns, name, &format!("{name} synced"), |a| {
+                is_ready(a) && applied_commit(a).as_deref() == Some(head.as_str())
+            })
+            .await;
+        }
+        let wrong = wait_for(&client, &ns, "wrong", "the authentication failure", |a| {
+            ready(a).is_some_and(|(s, _, _)| s == "False")
+        })
+        .await;
+        let (_, reason, message) = ready(&wrong).unwrap();
+        assert_eq!(reason, "GitFailed", "{message}");
+        assert!(message.starts_with("git: "), "{message}");
+        assert!(message.contains("authentication failed"), "{message}");
+        assert!(
+            !message.contains("wrong-pass"),
+            "no secret in status: {message}"
+        );
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
+    with_namespace("ctl-leader", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-leader", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let flags = [
+            "--leader-elect",
+            "--leader-election-namespace",
+            ns.as_str(),
+            "--lease-duration",
+            "4",
+        ];
+        let first = RunningController::start(&ns, &flags);
+        let second = RunningController::start(&ns, &flags);
+        let spec = serde_json::json!({ "automated": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        let holder = || async {
+            leases
+                .get("windlass-controller")
+                .await
+                .ok()
+                .and_then(|l| l.spec?.holder_identity)
+                .unwrap_or_default()
+        };
+        let leader_pid = holder()
+            .await
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let (leader, standby) = if leader_pid == first.child.id().to_string() {
+            (first, second)
+        } else {
+            assert_eq!(
+                leader_pid,
+                second.child.id().to_string(),
+                "the holder is one of the two"
+            );
+            (second, first)
+        };
+        assert!(reconcile_count(&leader.metrics()) > 0);
+        assert_eq!(
+            reconcile_count(&standby.metrics()),
+            0,
+            "the standby does not reconcile"
+        );
+        assert_eq!(
+            standby.http_get("/readyz").unwrap().0.split(' ').nth(1),
+            Some("200")
+        );
+
+        // Kill the leader without a goodbye: the standby takes over once the
+        // Lease expires, and applies the next commit.
+        leader.signal("-KILL");
+        let next = served
+            .repo
+            .commit(&[("app/a.yaml", &configmap("a", "v2"))], "v2");
+        wait_for(
+            &client,
+            &ns,
+            "web",
+            "the standby applying the next commit",
+            |a| applied_commit(a).as_deref() == Some(next.as_str()),
+        )
+        .await;
+        assert!(
+            holder()
+                .await
+                .ends_with(&format!(":{}", standby.child.id()))
+        );
+        assert!(reconcile_count(&standby.metrics()) > 0);
+
+        // A graceful shutdown releases the Lease at once.
+        standby.signal("-TERM");
+        eventually("the Lease released", Duration::from_secs(10), || async {
+            let h = holder().await;
+            if h.is_empty() { Ok(()) } else { Err(h) }
+        })
+        .await;
+        drop(leader);
+        drop(standby);
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness_are_served() {
+    with_namespace("ctl-metrics", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-metrics", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+        let (status, body) = controller.http_get("/healthz").unwrap();
+        assert!(status.contains("200"), "{status} {body}");
+        let (status, _) = controller.http_get("/readyz").unwrap();
+        assert!(status.contains("200"), "{status}");
+        let metrics = eventually("the ready gauge", LIMIT, || async {
+            let text = controller.metrics();
+            if text.contains(&format!("windlass_application_ready{{namespace=\"{ns}\",name=\"web\"}} 1")) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        })
+        .await;
+        for expected in [
+            format!("windlass_reconcile_total{{namespace=\"{ns}\",name=\"web\",result=\"success\"}}"),
+            "windlass_reconcile_duration_seconds_count".to_string(),
+            format!("windlass_application_drifted_objects{{namespace=\"{ns}\",name=\"web\"}} 0"),
+            "windlass_git_fetch_duration_seconds_count".to_string(),
+            format!("windlass_apply_requests_total{{namespace=\"{ns}\",name=\"web\",operation=\"apply\"}} 1"),
+            "windlass_api_requests_total{method=\"PATCH\",dry_run=\"true\"}".to_string(),
+        ] {
+            assert!(metrics.contains(&expected), "{expected} missing:\n{metrics}");
+        }
+        // Log lines carry the application and the commit.
+        let log = controller.log();
+        let short = &served.repo.head()[..7];
+        assert!(
+            log.lines().any(|l| l.contains(&format!("app={ns}/web")) && l.contains(short)),
+            "{log}"
+        );
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_application_and_commit() {
+    with_namespace("ctl-json", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-json", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let controller = RunningController::start(&ns, &["--log-format", "json"]);
+        let spec = serde_json::json!({ "automated": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+        let log = controller.log();
+        let short = served.repo.head()[..7].to_string();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["span"]["app"] == format!("{ns}/web") && l["span"]["commit"] == short),
+            "{log}"
+        );
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_crd_rejects_invalid_specs_with_the_servers_message() {
+    let client = support::client().await;
+    install_crd(&client).await;
+    let ns = support::create_namespace(&client, "ctl-crd").await;
+    let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+    let mut app = application(
+        "bad",
+        "git://127.0.0.1:1/x.git",
+        "app",
+        serde_json::json!({ "interval": "5 minutes" }),
+    );
+    let error = api
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("spec.sync.interval"), "{error}");
+    app.spec.sync.interval = Some("5m".into());
+    app.spec.source.reference = Some(String::new());
+    let error = api
+        .create(&PostParams::default(), &app)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("spec.source.ref"), "{error}");
+    app.spec.source.reference = Some("main".into());
+    api.create(&PostParams::default(), &app)
+        .await
+        .expect("a valid spec is accepted");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+#[test]
+fn the_checked_in_crd_is_current() {
+    let generated = windlass::spec::Application::crd_yaml();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/crds/applications.windlass.dev.yaml"
+    );
+    let checked_in = std::fs::read_to_string(path).unwrap();
+    assert!(
+        checked_in == generated,
+        "deploy/crds/applications.windlass.dev.yaml is stale: run `cargo run -- crd > {path}`"
+    );
+}
