@@ -915,7 +915,16 @@ async fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
             );
             (second, first)
         };
-        assert!(reconcile_count(&leader.metrics()) > 0);
+        // The status is written before the reconcile is counted.
+        eventually("the leader's reconcile counted", LIMIT, || async {
+            let count = reconcile_count(&leader.metrics());
+            if count > 0 {
+                Ok(())
+            } else {
+                Err(count.to_string())
+            }
+        })
+        .await;
         assert_eq!(
             reconcile_count(&standby.metrics()),
             0,
@@ -945,7 +954,15 @@ async fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
                 .await
                 .ends_with(&format!(":{}", standby.child.id()))
         );
-        assert!(reconcile_count(&standby.metrics()) > 0);
+        eventually("the new leader's reconcile counted", LIMIT, || async {
+            let count = reconcile_count(&standby.metrics());
+            if count > 0 {
+                Ok(())
+            } else {
+                Err(count.to_string())
+            }
+        })
+        .await;
 
         // A graceful shutdown releases the Lease at once.
         standby.signal("-TERM");
