@@ -7,7 +7,9 @@
 #   3. windlass diff, then windlass sync, of the guestbook application;
 #   4. change the repository (a commit), then diff and sync again;
 #   5. windlass history, and a windlass rollback to the first revision;
-#   6. render the podinfo chart for production.
+#   6. the controller: an Application for the podinfo chart syncs by itself,
+#      a new commit goes live on the next interval, a hand edit shows as drift;
+#   7. render the podinfo chart for production.
 #
 # It leaves the control plane running so you can explore; stop it with
 #   deploy/local/control-plane.sh down
@@ -79,6 +81,69 @@ show "$windlass" history guestbook -n guestbook
 show "$windlass" rollback guestbook -n guestbook --no-wait
 show "$windlass" history guestbook -n guestbook
 show kubectl -n guestbook get deployment frontend -o 'jsonpath={.spec.replicas} frontends after the rollback{"\n"}'
+
+step "the controller: windlass keeps an Application in sync by itself"
+"$windlass" crd >"$demo/crd.yaml"
+show kubectl apply --server-side --force-conflicts -f "$demo/crd.yaml"
+kubectl delete namespace podinfo --ignore-not-found --wait=true >/dev/null
+show kubectl create namespace podinfo
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$windlass" controller --http-address "127.0.0.1:$http_port" --watch-namespace podinfo \
+  --cache-dir "$demo/controller-cache" >"$demo/controller.log" 2>&1 &
+controller_pid=$!
+trap 'kill "$controller_pid" 2>/dev/null || true; kill "$(cat "$demo/git-daemon.pid")" 2>/dev/null || true' EXIT
+echo "windlass controller running (pid $controller_pid, log $demo/controller.log, metrics http://127.0.0.1:$http_port/metrics)"
+cat >"$demo/podinfo-app.yaml" <<APP
+apiVersion: windlass.dev/v1alpha1
+kind: Application
+metadata: { name: podinfo, namespace: podinfo }
+spec:
+  source: { repoURL: "$repo", ref: main, path: podinfo-chart }
+  environment: staging
+  sync:
+    automated: true
+    prune: true
+    interval: 5s
+    wait: false      # the local control plane has no nodes: Pods never start
+APP
+show cat "$demo/podinfo-app.yaml"
+show kubectl apply -f "$demo/podinfo-app.yaml"
+wait_for_commit() {
+  for _ in $(seq 1 120); do
+    [ "$(kubectl -n podinfo get application podinfo -o 'jsonpath={.status.lastAppliedCommit}')" = "$1" ] && return 0
+    sleep 0.5
+  done
+  echo "the controller did not apply $1 in time; its log:" >&2
+  tail -n 30 "$demo/controller.log" >&2
+  return 1
+}
+wait_for_commit "$(git -C "$demo/work" rev-parse HEAD)"
+show "$windlass" get -n podinfo
+show kubectl -n podinfo get deployment podinfo -o 'jsonpath={.spec.replicas} replicas (staging){"\n"}'
+
+step "a merge to main: staging gets 4 replicas; the controller applies it on its next interval"
+sed -i 's/replicaCount: 2/replicaCount: 4/' "$demo/work/podinfo-chart/values/staging.yaml"
+git_in_work commit -q -am "staging: 4 replicas"
+git_in_work push -q origin main
+started=$(python3 -c 'import time; print(time.time())')
+wait_for_commit "$(git -C "$demo/work" rev-parse HEAD)"
+python3 -c "import time; print(f'live {time.time() - $started:.1f} s after the push')"
+show "$windlass" get -n podinfo
+show kubectl -n podinfo get deployment podinfo -o 'jsonpath={.spec.replicas} replicas (staging){"\n"}'
+show "$windlass" history podinfo -n podinfo
+
+step "drift: a hand edit is reported (selfHeal is off), with the field and who changed it"
+show kubectl -n podinfo scale deployment podinfo --replicas=7
+for _ in $(seq 1 60); do
+  drift=$(kubectl -n podinfo get application podinfo -o 'jsonpath={.status.conditions[?(@.type=="Drifted")].message}')
+  [ -n "$drift" ] && break
+  sleep 0.5
+done
+echo "Drifted: $drift"
+show kubectl -n podinfo get events --field-selector involvedObject.kind=Application
+show "$windlass" reconcile podinfo -n podinfo
+show kubectl -n podinfo get deployment podinfo -o 'jsonpath={.spec.replicas} replicas after windlass reconcile{"\n"}'
+kill "$controller_pid"; wait "$controller_pid" 2>/dev/null || true
 
 step "rendering a chart for one environment (no cluster needed)"
 show "$windlass" render examples/podinfo-chart --env production | head -n 30
