@@ -358,6 +358,22 @@ async fn nothing_is_written_in_steady_state() {
             .unwrap();
         assert_eq!(revisions.items.len(), 1, "one revision record");
         assert_eq!(app.status.unwrap().last_applied_revision, Some(1));
+
+        // A commit that touches nothing under the application's path: no
+        // render, and still nothing written.
+        let unrelated = served.repo.commit(&[("other/x.yaml", &configmap("x", "y"))], "other app");
+        eventually("the unrelated commit seen", LIMIT, || async {
+            let log = controller.log();
+            if log.contains("reusing the render") && log.contains(&unrelated) {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(api.get("web").await.unwrap().resource_version(), before_app, "Application written");
+        assert_eq!(controller.writes(), before_writes, "write requests after an unrelated commit");
         release(&client, &ns).await;
     })
     .await;

@@ -156,15 +156,24 @@ mod tests {
             })
             .inc();
         metrics.reconcile_duration.observe(0.2);
+        metrics.drifted_objects.get_or_create(&app).set(2);
+        metrics
+            .apply_requests
+            .get_or_create(&WriteLabels {
+                namespace: "team-a".into(),
+                name: "web".into(),
+                operation: "apply".into(),
+            })
+            .inc_by(3);
         metrics.count_request("PATCH", true);
         let text = metrics.encode();
         for expected in [
             "windlass_reconcile_total{namespace=\"team-a\",name=\"web\",result=\"success\"} 1",
             "windlass_reconcile_duration_seconds_count 1",
             "windlass_application_ready{namespace=\"team-a\",name=\"web\"} 1",
-            "# TYPE windlass_application_drifted_objects gauge",
+            "windlass_application_drifted_objects{namespace=\"team-a\",name=\"web\"} 2",
             "# TYPE windlass_git_fetch_duration_seconds histogram",
-            "# TYPE windlass_apply_requests counter",
+            "windlass_apply_requests_total{namespace=\"team-a\",name=\"web\",operation=\"apply\"} 3",
             "windlass_api_requests_total{method=\"PATCH\",dry_run=\"true\"} 1",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");

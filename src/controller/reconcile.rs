@@ -28,7 +28,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Resource, ResourceExt};
-use tracing::{Span, info, instrument, warn};
+use tracing::{Span, debug, info, instrument, warn};
 
 use super::Error;
 use super::metrics::{AppLabels, Metrics, ResultLabels, WriteLabels};
@@ -204,6 +204,13 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
 
     let started = Instant::now();
     let interval = application.interval().unwrap_or(Duration::from_secs(60));
+    if let Some(revision) = application
+        .status
+        .as_ref()
+        .and_then(|s| s.last_applied_revision)
+    {
+        Span::current().record("revision", revision);
+    }
     // Boxed as `dyn Future + Send` here, where every lifetime is concrete:
     // rustc cannot prove the engine's futures Send for all lifetimes.
     let decision: futures::future::BoxFuture<'_, Outcome> =
@@ -418,6 +425,11 @@ async fn decide(application: &Application, context: &Context, asked: bool) -> Ou
         }
     };
     let desired = &rendered.desired;
+    // The commit whose content this is: a newer commit that changed nothing
+    // under the path reuses the render, and the status keeps naming the
+    // commit rendered (so an unrelated commit writes nothing).
+    let commit = rendered.commit.to_string();
+    Span::current().record("commit", short(&commit));
 
     // 5. Plan against the cluster.
     let plan_options = plan_options();
@@ -786,6 +798,13 @@ async fn desired(
                 .await
                 .unwrap_or(true);
         if unchanged {
+            if remembered.commit != resolved.commit {
+                debug!(
+                    commit = %resolved.commit,
+                    rendered = %remembered.commit,
+                    "nothing under the application's paths changed: reusing the render"
+                );
+            }
             return Ok(remembered);
         }
     }
