@@ -569,8 +569,8 @@ async fn decide(application: &Application, context: &Context, asked: bool) -> Ou
             return done(observation, Vec::new(), "success");
         }
         Err(error) => {
+            // A busy lock (someone runs `windlass sync` by hand) is retried.
             let reason = match &error {
-                EngineError::Apply(_) => "SyncFailed",
                 EngineError::Lock(_) => "Locked",
                 _ => "SyncFailed",
             };
