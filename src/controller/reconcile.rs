@@ -545,11 +545,14 @@ async fn decide(application: &Application, context: &Context, asked: bool) -> Ou
     }
     let options = sync_options(application, context, plan_options, same_as_applied);
     let progress = |line: &str| info!("{line}");
-    let result = engine::sync(
+    let plan_summary = plan.summary();
+    // The plan made above is fresh: the engine does not dry-run it again.
+    let result = engine::sync_planned(
         &context.client,
         &context.kinds,
         &target.app,
         desired,
+        Some(plan),
         &options,
         &progress,
     )
@@ -661,7 +664,7 @@ async fn decide(application: &Application, context: &Context, asked: bool) -> Ou
                     format!(
                         "revision {number}: commit {}: {}",
                         short(&commit),
-                        plan.summary()
+                        plan_summary
                     ),
                 ));
             }

@@ -396,6 +396,7 @@ async fn prepare(
     app: &AppIdentity,
     desired: &Desired,
     options: &SyncOptions,
+    planned: Option<Plan>,
 ) -> Result<Prepared, EngineError> {
     let store = RevisionStore::new(client, app);
     let latest = store.list().await?.last().map(|h| h.number);
@@ -403,15 +404,20 @@ async fn prepare(
         refuse_quarantined(&store, desired).await?;
     }
     let (previous, _) = store.previous_inventory().await?;
-    let plan = plan::plan(
-        client,
-        kinds,
-        app,
-        &desired.rendered.objects,
-        &previous,
-        options.plan,
-    )
-    .await?;
+    let plan = match planned {
+        Some(plan) => plan,
+        None => {
+            plan::plan(
+                client,
+                kinds,
+                app,
+                &desired.rendered.objects,
+                &previous,
+                options.plan,
+            )
+            .await?
+        }
+    };
     apply::gate(&plan, &options.apply)?;
     if options.apply.prune
         && let Some(refused) = &plan.prune_refused
@@ -437,7 +443,22 @@ pub async fn sync(
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SyncResult, EngineError> {
-    let prepared = prepare(client, kinds, app, desired, options).await?;
+    sync_planned(client, kinds, app, desired, None, options, progress).await
+}
+
+/// [`sync`] with a plan the caller made moments ago (by [`plan`], of the
+/// same desired state): it is not made again, unless another writer
+/// recorded a revision meanwhile. Saves one dry-run per changed object.
+pub async fn sync_planned(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    desired: &Desired,
+    planned: Option<Plan>,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<SyncResult, EngineError> {
+    let prepared = prepare(client, kinds, app, desired, options, planned).await?;
     if !prepared.plan.has_changes() {
         return Ok(unchanged(prepared.plan));
     }
@@ -454,7 +475,7 @@ pub async fn sync(
             prepared
         } else {
             progress("another writer recorded a revision meanwhile: planning again");
-            prepare(client, kinds, app, desired, options).await?
+            prepare(client, kinds, app, desired, options, None).await?
         };
         execute(client, kinds, app, desired, prepared, options, progress).await
     };
@@ -481,7 +502,7 @@ async fn sync_locked(
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<SyncResult, EngineError> {
-    let prepared = prepare(client, kinds, app, desired, options).await?;
+    let prepared = prepare(client, kinds, app, desired, options, None).await?;
     execute(client, kinds, app, desired, prepared, options, progress).await
 }
 
