@@ -38,7 +38,7 @@ pub mod scope;
 pub mod values;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::Value;
@@ -560,9 +560,10 @@ fn finish(
         checked.push((origin, value, id));
     }
     let scopes = Scopes::new(checked.iter().map(|(_, value, _)| value), caller);
-    let mut seen: BTreeMap<(String, String, Option<String>, String), ObjectSource> =
-        BTreeMap::new();
-    let mut objects = Vec::with_capacity(checked.len());
+    // Identity → index in `objects`; only looked up, never iterated.
+    let mut seen: HashMap<(String, String, Option<String>, String), usize> =
+        HashMap::with_capacity(checked.len());
+    let mut objects: Vec<RenderedObject> = Vec::with_capacity(checked.len());
     for (origin, mut value, mut id) in checked {
         if scopes.is_namespaced(&id.group, &id.kind) {
             if id.namespace.is_none() {
@@ -582,14 +583,14 @@ fn finish(
             id.namespace.clone(),
             id.name.clone(),
         );
-        if let Some(first) = seen.get(&key) {
+        if let Some(&first) = seen.get(&key) {
             return Err(Error::Duplicate {
                 id: id.to_string(),
-                first: Box::new(first.clone()),
+                first: Box::new(objects[first].source.clone()),
                 second: Box::new(origin),
             });
         }
-        seen.insert(key, origin.clone());
+        seen.insert(key, objects.len());
         objects.push(RenderedObject::new(id, value, origin));
     }
     Ok(objects)
