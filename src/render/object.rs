@@ -166,12 +166,27 @@ pub fn mask_secret_values(object: &RenderedObject) -> Value {
     value
 }
 
-/// sha256 hex of the canonical JSON of `value`.
+/// sha256 hex of the canonical JSON of `value`, hashed as it is written
+/// (the text itself is never held in memory).
 pub fn digest(value: &Value) -> String {
-    let mut buffer = Vec::with_capacity(1024);
-    // Writing into a Vec cannot fail.
-    let _ = write_canonical(value, &mut buffer);
-    hex(&Sha256::digest(&buffer))
+    let mut hasher = HashWriter(Sha256::new());
+    // Writing into a hasher cannot fail.
+    let _ = write_canonical(value, &mut hasher);
+    hex(&hasher.0.finalize())
+}
+
+/// Feeds whatever is written to it into a sha256.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The manifest digest: sha256 over one line per object,
@@ -209,13 +224,10 @@ fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             out.write_all(b"{")?;
-            for (i, (key, item)) in sorted_entries(map).into_iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, key)?;
-                out.write_all(b":")?;
-                write_canonical(item, out)?;
+            if keys_sorted(map) {
+                write_entries(map.iter(), out)?;
+            } else {
+                write_entries(sorted_entries(map).into_iter(), out)?;
             }
             out.write_all(b"}")
         }
@@ -233,11 +245,32 @@ fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
     }
 }
 
-/// A map's entries in bytewise key order (free when the map already keeps
-/// them sorted, as serde_json's default map does).
+/// `"key":value` pairs, comma-separated, in the order given.
+fn write_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for (i, (key, item)) in entries.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        write_canonical(item, out)?;
+    }
+    Ok(())
+}
+
+/// Whether a map already keeps its keys in bytewise order, as serde_json's
+/// default map does.
+fn keys_sorted(map: &serde_json::Map<String, Value>) -> bool {
+    map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes())
+}
+
+/// A map's entries in bytewise key order.
 fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+    if !keys_sorted(map) {
         entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     }
     entries
