@@ -117,16 +117,6 @@ pub struct RenderedObject {
 }
 
 impl RenderedObject {
-    pub(crate) fn new(id: ObjectId, object: Value, source: ObjectSource) -> RenderedObject {
-        let digest = digest(&object);
-        RenderedObject {
-            id,
-            object,
-            source,
-            digest,
-        }
-    }
-
     /// Whether this is a core `v1` Secret.
     pub fn is_secret(&self) -> bool {
         self.id.group.is_empty() && self.id.kind == "Secret"
@@ -320,8 +310,8 @@ mod tests {
 
     fn object(value: Value) -> RenderedObject {
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        RenderedObject::new(
-            ObjectId {
+        RenderedObject {
+            id: ObjectId {
                 group: String::new(),
                 version: "v1".into(),
                 kind,
@@ -331,14 +321,15 @@ mod tests {
                     .unwrap_or_default()
                     .into(),
             },
-            value,
-            ObjectSource {
+            digest: digest(&value),
+            object: value,
+            source: ObjectSource {
                 path: "x.yaml".into(),
                 template: false,
                 document: 1,
                 item: None,
             },
-        )
+        }
     }
 
     #[test]
