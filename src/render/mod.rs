@@ -610,7 +610,11 @@ fn finish(
         return Err(error);
     }
     let found = documents.found;
-    let scopes = Scopes::new(found.iter().map(|f| &f.value), caller);
+    let crds = found
+        .iter()
+        .filter(|f| f.id.kind == "CustomResourceDefinition")
+        .map(|f| &f.value);
+    let scopes = Scopes::new(crds, caller);
     // Identity → index in `objects`; only looked up, never iterated.
     let mut seen: HashMap<(String, String, Option<String>, String), usize> =
         HashMap::with_capacity(found.len());
