@@ -615,55 +615,71 @@ fn finish(
         .filter(|f| f.id.kind == "CustomResourceDefinition")
         .map(|f| &f.value);
     let scopes = Scopes::new(crds, caller);
-    // Identity → index in `objects`; only looked up, never iterated.
-    let mut seen: HashMap<(String, String, Option<String>, String), usize> =
+    let namespaced: Vec<bool> = found
+        .iter()
+        .map(|f| scopes.is_namespaced(&f.id.group, &f.id.kind))
+        .collect();
+
+    // Errors first, in source order: a namespace on a cluster-scoped kind,
+    // or an identity (with its final namespace) seen before.
+    // Identity → index in `found`; only looked up, never iterated.
+    let mut seen: HashMap<(&str, &str, Option<&str>, &str), usize> =
         HashMap::with_capacity(found.len());
-    let mut objects: Vec<RenderedObject> = Vec::with_capacity(found.len());
-    for Found {
-        origin,
-        mut value,
-        mut id,
-        mut digest,
-        defaulted,
-    } in found
-    {
-        if !scopes.is_namespaced(&id.group, &id.kind) {
-            match defaulted {
-                Some(before) => {
-                    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
-                        match before {
-                            Some(before) => metadata.insert("namespace".to_string(), before),
-                            None => metadata.remove("namespace"),
-                        };
-                    }
-                    id.namespace = None;
-                    digest = object::digest(&value);
-                }
-                None => {
-                    if let Some(namespace) = id.namespace.take() {
-                        return Err(Error::NamespaceOnClusterScoped {
-                            origin,
-                            kind: id.kind,
-                            namespace,
-                        });
-                    }
-                }
-            }
-        }
+    for (index, (f, &namespaced)) in found.iter().zip(&namespaced).enumerate() {
+        let namespace = if namespaced {
+            f.id.namespace.as_deref()
+        } else if let (None, Some(namespace)) = (&f.defaulted, &f.id.namespace) {
+            // The object's own namespace, on a cluster-scoped kind.
+            return Err(Error::NamespaceOnClusterScoped {
+                origin: f.origin.clone(),
+                kind: f.id.kind.clone(),
+                namespace: namespace.clone(),
+            });
+        } else {
+            None
+        };
         let key = (
-            id.group.clone(),
-            id.kind.clone(),
-            id.namespace.clone(),
-            id.name.clone(),
+            f.id.group.as_str(),
+            f.id.kind.as_str(),
+            namespace,
+            f.id.name.as_str(),
         );
-        if let Some(&first) = seen.get(&key) {
+        if let Some(first) = seen.insert(key, index) {
+            let id = ObjectId {
+                namespace: namespace.map(str::to_string),
+                ..f.id.clone()
+            };
             return Err(Error::Duplicate {
                 id: id.to_string(),
-                first: Box::new(objects[first].source.clone()),
-                second: Box::new(origin),
+                first: Box::new(found[first].origin.clone()),
+                second: Box::new(f.origin.clone()),
             });
         }
-        seen.insert(key, objects.len());
+    }
+
+    let mut objects = Vec::with_capacity(found.len());
+    for (
+        Found {
+            origin,
+            mut value,
+            mut id,
+            mut digest,
+            defaulted,
+        },
+        namespaced,
+    ) in found.into_iter().zip(namespaced)
+    {
+        // Cluster-scoped after all: take the destination namespace back out.
+        if !namespaced && let Some(before) = defaulted {
+            if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+                match before {
+                    Some(before) => metadata.insert("namespace".to_string(), before),
+                    None => metadata.remove("namespace"),
+                };
+            }
+            id.namespace = None;
+            digest = object::digest(&value);
+        }
         // The digest is of `value` as it is now: filled in or taken back.
         objects.push(RenderedObject {
             id,
