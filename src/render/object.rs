@@ -185,14 +185,9 @@ pub fn manifest_digest(objects: &[RenderedObject]) -> String {
     let mut lines: Vec<String> = objects
         .iter()
         .map(|o| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}\n",
-                o.id.group,
-                o.id.kind,
-                o.id.namespace.as_deref().unwrap_or(""),
-                o.id.name,
-                o.digest
-            )
+            let namespace = o.id.namespace.as_deref().unwrap_or("");
+            let fields = [&*o.id.group, &o.id.kind, namespace, &o.id.name, &o.digest];
+            fields.join("\t") + "\n"
         })
         .collect();
     lines.sort();
