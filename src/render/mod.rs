@@ -38,7 +38,7 @@ pub mod scope;
 pub mod values;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::Value;
@@ -444,8 +444,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
 
     let mut documents = Documents {
         limits: input.limits,
+        namespace: &input.namespace,
         count: 0,
         found: Vec::new(),
+        not_an_object: None,
     };
     let (chart, release_name) = if is_chart {
         let (metadata, outputs) = chart::render(input, &kept, &mut source)?;
@@ -475,7 +477,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         (None, input.name.clone())
     };
 
-    let objects = finish(documents.found, &input.namespace, input.scopes)?;
+    let objects = finish(documents, input.scopes)?;
     let manifest_digest = manifest_digest(&objects);
     Ok(Rendered {
         objects,
@@ -487,14 +489,34 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
     })
 }
 
-/// Documents parsed so far, with their origin.
-struct Documents {
+/// Objects read so far. Each is checked and digested as soon as its file is
+/// parsed, while its values are still in the CPU's caches: walking every
+/// object once more at the end costs more than the digests themselves.
+struct Documents<'a> {
     limits: Limits,
+    /// The destination namespace.
+    namespace: &'a str,
     count: usize,
-    found: Vec<(ObjectSource, Value)>,
+    found: Vec<Found>,
+    /// The first document that is not a Kubernetes object. Reported after
+    /// every file is read, so that a YAML error in any file comes first.
+    not_an_object: Option<Error>,
 }
 
-impl Documents {
+/// An object as read: identified, and digested as if namespaced (scopes are
+/// known only once every file is read, since CRDs in the render decide).
+struct Found {
+    origin: ObjectSource,
+    value: Value,
+    id: ObjectId,
+    digest: String,
+    /// `Some` when the destination namespace was filled in, holding what
+    /// `metadata.namespace` was before (nothing, null or ""), so that
+    /// [`finish`] can put it back if the kind is cluster-scoped.
+    defaulted: Option<Option<Value>>,
+}
+
+impl Documents<'_> {
     fn add(&mut self, path: &str, text: &str, chart: Option<&str>) -> Result<(), Error> {
         let parsed =
             yaml::load_documents(text, &self.limits.yaml()).map_err(|error| match chart {
@@ -537,60 +559,134 @@ impl Documents {
                         item: Some(index + 1),
                         ..origin.clone()
                     };
-                    self.found.push((origin, item));
+                    self.object(origin, item);
                 }
             } else {
-                self.found.push((origin, document.value));
+                self.object(origin, document.value);
             }
         }
         Ok(())
     }
+
+    /// Identifies one object, fills in the destination namespace if it has
+    /// none, and digests it.
+    fn object(&mut self, origin: ObjectSource, mut value: Value) {
+        if self.not_an_object.is_some() {
+            return;
+        }
+        let mut id = match identify(&origin, &value) {
+            Ok(id) => id,
+            Err(error) => {
+                self.not_an_object = Some(error);
+                return;
+            }
+        };
+        let mut defaulted = None;
+        if id.namespace.is_none()
+            && let Some(Value::Object(metadata)) = value.get_mut("metadata")
+        {
+            let namespace = Value::String(self.namespace.to_string());
+            defaulted = Some(metadata.insert("namespace".to_string(), namespace));
+            id.namespace = Some(self.namespace.to_string());
+        }
+        let digest = object::digest(&value);
+        self.found.push(Found {
+            origin,
+            value,
+            id,
+            digest,
+            defaulted,
+        });
+    }
 }
 
-/// Checks every document, decides scopes, defaults namespaces, digests,
-/// refuses duplicates.
+/// Decides scopes (taking the destination namespace back out of
+/// cluster-scoped objects), refuses duplicates.
 fn finish(
-    found: Vec<(ObjectSource, Value)>,
-    namespace: &str,
+    documents: Documents<'_>,
     caller: Option<&dyn ScopeLookup>,
 ) -> Result<Vec<RenderedObject>, Error> {
-    let mut checked = Vec::with_capacity(found.len());
-    for (origin, value) in found {
-        let id = identify(&origin, &value)?;
-        checked.push((origin, value, id));
+    if let Some(error) = documents.not_an_object {
+        return Err(error);
     }
-    let scopes = Scopes::new(checked.iter().map(|(_, value, _)| value), caller);
-    let mut seen: BTreeMap<(String, String, Option<String>, String), ObjectSource> =
-        BTreeMap::new();
-    let mut objects = Vec::with_capacity(checked.len());
-    for (origin, mut value, mut id) in checked {
-        if scopes.is_namespaced(&id.group, &id.kind) {
-            if id.namespace.is_none() {
-                value["metadata"]["namespace"] = Value::String(namespace.to_string());
-                id.namespace = Some(namespace.to_string());
-            }
-        } else if let Some(namespace) = id.namespace.take() {
+    let found = documents.found;
+    let crds = found
+        .iter()
+        .filter(|f| f.id.kind == "CustomResourceDefinition")
+        .map(|f| &f.value);
+    let scopes = Scopes::new(crds, caller);
+    let namespaced: Vec<bool> = found
+        .iter()
+        .map(|f| scopes.is_namespaced(&f.id.group, &f.id.kind))
+        .collect();
+
+    // Errors first, in source order: a namespace on a cluster-scoped kind,
+    // or an identity (with its final namespace) seen before.
+    // Identity → index in `found`; only looked up, never iterated.
+    let mut seen: HashMap<(&str, &str, Option<&str>, &str), usize> =
+        HashMap::with_capacity(found.len());
+    for (index, (f, &namespaced)) in found.iter().zip(&namespaced).enumerate() {
+        let namespace = if namespaced {
+            f.id.namespace.as_deref()
+        } else if let (None, Some(namespace)) = (&f.defaulted, &f.id.namespace) {
+            // The object's own namespace, on a cluster-scoped kind.
             return Err(Error::NamespaceOnClusterScoped {
-                origin,
-                kind: id.kind,
-                namespace,
+                origin: f.origin.clone(),
+                kind: f.id.kind.clone(),
+                namespace: namespace.clone(),
             });
-        }
+        } else {
+            None
+        };
         let key = (
-            id.group.clone(),
-            id.kind.clone(),
-            id.namespace.clone(),
-            id.name.clone(),
+            f.id.group.as_str(),
+            f.id.kind.as_str(),
+            namespace,
+            f.id.name.as_str(),
         );
-        if let Some(first) = seen.get(&key) {
+        if let Some(first) = seen.insert(key, index) {
+            let id = ObjectId {
+                namespace: namespace.map(str::to_string),
+                ..f.id.clone()
+            };
             return Err(Error::Duplicate {
                 id: id.to_string(),
-                first: Box::new(first.clone()),
-                second: Box::new(origin),
+                first: Box::new(found[first].origin.clone()),
+                second: Box::new(f.origin.clone()),
             });
         }
-        seen.insert(key, origin.clone());
-        objects.push(RenderedObject::new(id, value, origin));
+    }
+
+    let mut objects = Vec::with_capacity(found.len());
+    for (
+        Found {
+            origin,
+            mut value,
+            mut id,
+            mut digest,
+            defaulted,
+        },
+        namespaced,
+    ) in found.into_iter().zip(namespaced)
+    {
+        // Cluster-scoped after all: take the destination namespace back out.
+        if !namespaced && let Some(before) = defaulted {
+            if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+                match before {
+                    Some(before) => metadata.insert("namespace".to_string(), before),
+                    None => metadata.remove("namespace"),
+                };
+            }
+            id.namespace = None;
+            digest = object::digest(&value);
+        }
+        // The digest is of `value` as it is now: filled in or taken back.
+        objects.push(RenderedObject {
+            id,
+            object: value,
+            source: origin,
+            digest,
+        });
     }
     Ok(objects)
 }

@@ -117,16 +117,6 @@ pub struct RenderedObject {
 }
 
 impl RenderedObject {
-    pub(crate) fn new(id: ObjectId, object: Value, source: ObjectSource) -> RenderedObject {
-        let digest = digest(&object);
-        RenderedObject {
-            id,
-            object,
-            source,
-            digest,
-        }
-    }
-
     /// Whether this is a core `v1` Secret.
     pub fn is_secret(&self) -> bool {
         self.id.group.is_empty() && self.id.kind == "Secret"
@@ -166,12 +156,27 @@ pub fn mask_secret_values(object: &RenderedObject) -> Value {
     value
 }
 
-/// sha256 hex of the canonical JSON of `value`.
+/// sha256 hex of the canonical JSON of `value`, hashed as it is written
+/// (the text itself is never held in memory).
 pub fn digest(value: &Value) -> String {
-    let mut buffer = Vec::with_capacity(1024);
-    // Writing into a Vec cannot fail.
-    let _ = write_canonical(value, &mut buffer);
-    hex(&Sha256::digest(&buffer))
+    let mut hasher = HashWriter(Sha256::new());
+    // Writing into a hasher cannot fail.
+    let _ = write_canonical(value, &mut hasher);
+    hex(&hasher.0.finalize())
+}
+
+/// Feeds whatever is written to it into a sha256.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The manifest digest: sha256 over one line per object,
@@ -180,14 +185,9 @@ pub fn manifest_digest(objects: &[RenderedObject]) -> String {
     let mut lines: Vec<String> = objects
         .iter()
         .map(|o| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}\n",
-                o.id.group,
-                o.id.kind,
-                o.id.namespace.as_deref().unwrap_or(""),
-                o.id.name,
-                o.digest
-            )
+            let namespace = o.id.namespace.as_deref().unwrap_or("");
+            let fields = [&*o.id.group, &o.id.kind, namespace, &o.id.name, &o.digest];
+            fields.join("\t") + "\n"
         })
         .collect();
     lines.sort();
@@ -209,13 +209,10 @@ fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             out.write_all(b"{")?;
-            for (i, (key, item)) in sorted_entries(map).into_iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, key)?;
-                out.write_all(b":")?;
-                write_canonical(item, out)?;
+            if keys_sorted(map) {
+                write_entries(map.iter(), out)?;
+            } else {
+                write_entries(sorted_entries(map).into_iter(), out)?;
             }
             out.write_all(b"}")
         }
@@ -233,11 +230,32 @@ fn write_canonical(value: &Value, out: &mut impl Write) -> std::io::Result<()> {
     }
 }
 
-/// A map's entries in bytewise key order (free when the map already keeps
-/// them sorted, as serde_json's default map does).
+/// `"key":value` pairs, comma-separated, in the order given.
+fn write_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for (i, (key, item)) in entries.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        write_canonical(item, out)?;
+    }
+    Ok(())
+}
+
+/// Whether a map already keeps its keys in bytewise order, as serde_json's
+/// default map does.
+fn keys_sorted(map: &serde_json::Map<String, Value>) -> bool {
+    map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes())
+}
+
+/// A map's entries in bytewise key order.
 fn sorted_entries(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    if !entries.is_sorted_by(|a, b| a.0.as_bytes() <= b.0.as_bytes()) {
+    if !keys_sorted(map) {
         entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     }
     entries
@@ -287,8 +305,8 @@ mod tests {
 
     fn object(value: Value) -> RenderedObject {
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        RenderedObject::new(
-            ObjectId {
+        RenderedObject {
+            id: ObjectId {
                 group: String::new(),
                 version: "v1".into(),
                 kind,
@@ -298,14 +316,15 @@ mod tests {
                     .unwrap_or_default()
                     .into(),
             },
-            value,
-            ObjectSource {
+            digest: digest(&value),
+            object: value,
+            source: ObjectSource {
                 path: "x.yaml".into(),
                 template: false,
                 document: 1,
                 item: None,
             },
-        )
+        }
     }
 
     #[test]

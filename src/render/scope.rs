@@ -162,7 +162,10 @@ impl<'a> Scopes<'a> {
         if let Some(namespaced) = self.caller.and_then(|c| c.is_namespaced(group, kind)) {
             return namespaced;
         }
-        !BUILTIN_CLUSTER_SCOPED.contains(&(group, kind))
+        // Kind first: it tells the entries apart sooner than the group.
+        !BUILTIN_CLUSTER_SCOPED
+            .iter()
+            .any(|&(g, k)| k == kind && g == group)
     }
 }
 

@@ -184,8 +184,10 @@ pub(crate) fn load_documents(text: &str, limits: &YamlLimits) -> Result<Vec<Docu
         documents: Vec::new(),
     };
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|error| loader.scan_error(&error))?;
-        loader.event(event, span.start)?;
+        match next {
+            Ok((event, span)) => loader.event(event, span.start)?,
+            Err(error) => return Err(loader.scan_error(&error)),
+        }
     }
     Ok(loader.documents)
 }
