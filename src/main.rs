@@ -8,6 +8,12 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use windlass::cli::{self, Cli, EXIT_ERROR};
 
+/// mimalloc rather than the system allocator: rendering builds and frees
+/// millions of small values, and glibc's malloc spent about 15 % of the
+/// render benchmark's time. `benches/render.rs` uses the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The controller is a service: its progress is worth logging by default.

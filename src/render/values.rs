@@ -214,7 +214,27 @@ pub fn layer(
     for assignment in set {
         apply_set(&mut values, assignment)?;
     }
+    sort_keys(&mut values);
     Ok(values)
+}
+
+/// Sorts every map, however deep, by key. Maps keep insertion order, so
+/// without this `{{#each}}` over a map would follow the order the layers
+/// happened to write keys in; sorted, it is the same order Helm's `range`
+/// gives, whatever the layering.
+fn sort_keys(map: &mut Map<String, Value>) {
+    map.sort_keys();
+    for value in map.values_mut() {
+        sort_value_keys(value);
+    }
+}
+
+fn sort_value_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => sort_keys(map),
+        Value::Array(items) => items.iter_mut().for_each(sort_value_keys),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -269,6 +289,22 @@ mod tests {
         );
         let values = layer(defaults, Some(environment), &caller, &set).unwrap();
         assert_eq!(values["d"], json!(5));
+    }
+
+    #[test]
+    fn layered_maps_iterate_in_key_order_whatever_the_layers_wrote() {
+        let defaults = map(json!({"zeta": {"b": 1, "a": 1}, "alpha": 1}));
+        let environment = map(json!({"mid": [{"y": 1, "x": 1}], "zeta": {"c": 2}}));
+        let set = [
+            SetValue::parse("beta.z=1").unwrap(),
+            SetValue::parse("beta.a=1").unwrap(),
+        ];
+        let values = layer(defaults, Some(environment), &[], &set).unwrap();
+        let keys = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&values), ["alpha", "beta", "mid", "zeta"]);
+        assert_eq!(keys(values["zeta"].as_object().unwrap()), ["a", "b", "c"]);
+        assert_eq!(keys(values["beta"].as_object().unwrap()), ["a", "z"]);
+        assert_eq!(keys(values["mid"][0].as_object().unwrap()), ["x", "y"]);
     }
 
     #[test]
