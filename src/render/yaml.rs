@@ -238,7 +238,7 @@ enum Frame {
     /// A mapping's entries are collected first and the map is built at
     /// its end with the exact capacity: growing a map one key at a time
     /// reallocated its entry list and rehashed its table once or twice per
-    /// mapping, a tenth of the render time.
+    /// mapping (8 % of the render time in a profile).
     Mapping {
         entries: Vec<(String, Marker, Value)>,
         key: Option<PendingKey>,
