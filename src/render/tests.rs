@@ -576,6 +576,26 @@ fn without_a_values_folder_any_environment_is_accepted() {
 }
 
 #[test]
+fn each_over_a_values_map_goes_in_key_order() {
+    // The defaults write `zeta` before `alpha`, and the environment adds
+    // `mid` last: the template still sees the keys sorted.
+    let tree = MemoryTree::new("c")
+        .with("Chart.yaml", "name: c\nversion: 0.1.0\n")
+        .with("values.yaml", "ports:\n  zeta: 3\n  alpha: 1\n")
+        .with("values/dev.yaml", "ports:\n  mid: 2\n")
+        .with(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  \
+             order: \"{{#each values.ports}}{{@key}}={{this}} {{/each}}\"\n",
+        );
+    let result = render_chart(&tree, |i| i.environment = Some("dev".into())).unwrap();
+    assert_eq!(
+        result.objects[0].object["data"]["order"],
+        "alpha=1 mid=2 zeta=3 "
+    );
+}
+
+#[test]
 fn values_files_must_be_maps() {
     let mut tree = chart();
     tree.insert("values/dev.yaml", "- a\n- b\n");
