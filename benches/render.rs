@@ -7,8 +7,12 @@
 //!   parser: the same YAML bytes ──granit parser──► events only (plain case; the ceiling)
 //! ```
 //!
-//! Each case runs several times; the median is reported, with the ratio of
-//! windlass's time to the floor's (how many times the bare parse it costs).
+//! Each case runs in rounds: one round runs windlass, the floor (and, for
+//! the plain case, the parser) once each, back to back, so that all of them
+//! see the same state of a shared machine. The figures are medians over the
+//! rounds, with the slowest and fastest round; the ratio is the median of
+//! the rounds' own ratios of windlass's time to the floor's, which moves far
+//! less than either time when the machine's speed drifts.
 //! Targets (issue 4, one core): plain 50,000 objects/s, chart 5,000
 //! objects/s. Nothing here asserts speed; it prints figures.
 
@@ -22,10 +26,10 @@ use windlass::render::{MemoryTree, RenderInput, render, to_yaml};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const RUNS: usize = 7;
+const ROUNDS: usize = 11;
 
 fn main() {
-    println!("windlass render benchmark (median of {RUNS} runs, one thread)");
+    println!("windlass render benchmark (median of {ROUNDS} interleaved rounds, one thread)");
     println!();
     plain();
     println!();
@@ -49,35 +53,40 @@ fn plain() {
     let objects = FILES * PER_FILE;
     let bytes: usize = texts.iter().map(String::len).sum();
 
-    let windlass = median(|| {
-        let rendered = render(&RenderInput::new(&tree, "bench")).expect("plain render");
-        assert_eq!(rendered.objects.len(), objects);
-        black_box(rendered.manifest_digest);
-    });
-    let floor = median(|| {
-        for text in &texts {
-            black_box(parse_floor(text));
-        }
-    });
-    let events = median(|| {
-        for text in &texts {
-            black_box(parser_events(text));
-        }
-    });
+    let [windlass, floor, events] = rounds([
+        &mut || {
+            let rendered = render(&RenderInput::new(&tree, "bench")).expect("plain render");
+            assert_eq!(rendered.objects.len(), objects);
+            black_box(rendered.manifest_digest);
+        },
+        &mut || {
+            for text in &texts {
+                black_box(parse_floor(text));
+            }
+        },
+        &mut || {
+            for text in &texts {
+                black_box(parser_events(text));
+            }
+        },
+    ]);
     report(
         &format!(
             "plain: parse + check + digest {objects} objects ({:.1} MiB, {FILES} files)",
             bytes as f64 / 1_048_576.0
         ),
         objects,
-        windlass,
-        floor,
+        &windlass,
+        &floor,
         50_000.0,
     );
     println!(
-        "  parser    {:>9.0} objects/s  ({:.1} ms)   YAML events only, no values built (the ceiling)",
-        objects as f64 / events.as_secs_f64(),
-        events.as_secs_f64() * 1e3
+        "  parser    {}   YAML events only, no values built (the ceiling)",
+        rate(objects, &events)
+    );
+    println!(
+        "  ratio     {:.2}× the parser's time",
+        median_ratio(&windlass, &events)
     );
 }
 
@@ -128,25 +137,27 @@ fn chart() {
         .iter()
         .map(|o| format!("---\n{}", to_yaml(&o.object)))
         .collect();
-    let windlass = median(|| {
-        let rendered = render(&RenderInput::new(&tree, "bench")).expect("chart render");
-        black_box(rendered.manifest_digest);
-    });
-    let floor = median(|| {
-        // serde-saphyr's default budget allows 1,024 documents per stream.
-        for chunk in output
-            .split_inclusive("\n---\n")
-            .collect::<Vec<_>>()
-            .chunks(500)
-        {
-            black_box(parse_floor(&chunk.concat()));
-        }
-    });
+    let [windlass, floor] = rounds([
+        &mut || {
+            let rendered = render(&RenderInput::new(&tree, "bench")).expect("chart render");
+            black_box(rendered.manifest_digest);
+        },
+        &mut || {
+            // serde-saphyr's default budget allows 1,024 documents per stream.
+            for chunk in output
+                .split_inclusive("\n---\n")
+                .collect::<Vec<_>>()
+                .chunks(500)
+            {
+                black_box(parse_floor(&chunk.concat()));
+            }
+        },
+    ]);
     report(
         &format!("chart: values + handlebars + parse + check + digest {objects} objects"),
         objects,
-        windlass,
-        floor,
+        &windlass,
+        &floor,
         5_000.0,
     );
 }
@@ -169,41 +180,77 @@ fn parse_floor(text: &str) -> Vec<serde_json::Value> {
     serde_saphyr::from_str_multiple(text).expect("floor parse")
 }
 
-fn median(mut run: impl FnMut()) -> Duration {
-    run(); // warm-up
-    let mut times: Vec<Duration> = (0..RUNS)
-        .map(|_| {
+/// Runs each case once per round, back to back, after one warm-up round;
+/// returns each case's times, round by round.
+fn rounds<const N: usize>(mut cases: [&mut dyn FnMut(); N]) -> [Vec<Duration>; N] {
+    for case in cases.iter_mut() {
+        case();
+    }
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::with_capacity(ROUNDS));
+    for _ in 0..ROUNDS {
+        for (case, times) in cases.iter_mut().zip(times.iter_mut()) {
             let started = Instant::now();
-            run();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[RUNS / 2]
+            case();
+            times.push(started.elapsed());
+        }
+    }
+    times
 }
 
-fn report(what: &str, objects: usize, windlass: Duration, floor: Duration, target: f64) {
-    let rate = |d: Duration| objects as f64 / d.as_secs_f64();
+fn median(times: &[Duration]) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2]
+}
+
+/// The median over the rounds of `ours ÷ floor`, each round's own ratio.
+fn median_ratio(ours: &[Duration], floor: &[Duration]) -> f64 {
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .zip(floor)
+        .map(|(ours, floor)| ours.as_secs_f64() / floor.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// `objects/s (ms)` at the median, then the slowest and fastest round.
+fn rate(objects: usize, times: &[Duration]) -> String {
+    let per_second = |d: Duration| objects as f64 / d.as_secs_f64();
+    let (slowest, fastest) = (
+        times.iter().max().expect("rounds"),
+        times.iter().min().expect("rounds"),
+    );
+    let median = median(times);
+    format!(
+        "{:>9.0} objects/s  ({:.1} ms; rounds {:.0}–{:.0} objects/s)",
+        per_second(median),
+        median.as_secs_f64() * 1e3,
+        per_second(*slowest),
+        per_second(*fastest),
+    )
+}
+
+fn report(what: &str, objects: usize, windlass: &[Duration], floor: &[Duration], target: f64) {
+    let median_rate = objects as f64 / median(windlass).as_secs_f64();
     println!("{what}");
     println!(
-        "  windlass  {:>9.0} objects/s  ({:.1} ms)   target {:.0} objects/s: {}",
-        rate(windlass),
-        windlass.as_secs_f64() * 1e3,
+        "  windlass  {}   target {:.0} objects/s: {}",
+        rate(objects, windlass),
         target,
-        if rate(windlass) >= target {
+        if median_rate >= target {
             "met"
         } else {
             "NOT met"
         }
     );
     println!(
-        "  floor     {:>9.0} objects/s  ({:.1} ms)   serde-saphyr → serde_json::Value, same YAML",
-        rate(floor),
-        floor.as_secs_f64() * 1e3
+        "  floor     {}   serde-saphyr → serde_json::Value, same YAML",
+        rate(objects, floor)
     );
     println!(
-        "  ratio     {:.2}× the floor's time",
-        windlass.as_secs_f64() / floor.as_secs_f64()
+        "  ratio     {:.2}× the floor's time (median of the rounds' ratios)",
+        median_ratio(windlass, floor)
     );
 }
 
