@@ -243,6 +243,59 @@ fn values_files_and_set_layer_in_order() {
 }
 
 #[test]
+fn set_takes_helms_syntax_commas_lists_and_indexes() {
+    let scratch = Scratch::new("set-syntax");
+    scratch
+        .file("Chart.yaml", "name: web\nversion: 0.1.0\n")
+        .file("values.yaml", "ports: [80, 443]\nhosts: [old.example]\n")
+        .file(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{values.name}}\ndata:\n  \
+             tier: {{quote values.tier}}\n  hosts: {{quote (join \",\" values.hosts)}}\n  \
+             ports: {{quote (toJson values.ports)}}\n  flags: {{quote values.flags}}\n",
+        );
+    let output = windlass(&[
+        "render",
+        scratch.path(),
+        "--set",
+        "name=web,tier=frontend",
+        "--set",
+        "hosts={a.example,b.example}",
+        "--set",
+        "ports[1]=8443",
+        "--set",
+        r"flags=search\,checkout",
+        "-o",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let data = &list["items"][0]["data"];
+    assert_eq!(list["items"][0]["metadata"]["name"], "web");
+    assert_eq!(data["tier"], "frontend");
+    assert_eq!(data["hosts"], "a.example,b.example");
+    assert_eq!(data["ports"], "[80,8443]");
+    assert_eq!(data["flags"], "search,checkout");
+
+    // An unescaped comma inside a value is an error that shows no part of
+    // the value.
+    let message = assert_fails(&[
+        "render",
+        scratch.path(),
+        "--set",
+        "name=web,tier=hunter2,sesame",
+    ]);
+    assert!(
+        message.contains("`--set tier=...`: the text after a comma has no `=`"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2") && !message.contains("sesame"),
+        "{message}"
+    );
+}
+
+#[test]
 fn unknown_environment_lists_the_environments() {
     let message = assert_fails(&["render", "examples/podinfo-chart", "--env", "qa"]);
     assert!(

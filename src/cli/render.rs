@@ -40,12 +40,15 @@ pub struct Args {
     #[arg(long, value_name = "ENV")]
     pub env: Option<String>,
 
-    /// Set a value, typed like YAML (numbers, true/false, null removes the
-    /// key); one KEY.PATH=VALUE per flag, `\.` for a dot inside a key.
+    /// Set values, typed like YAML (numbers, true/false, null removes the
+    /// key), in Helm's syntax: `a.b=1,c=2`, lists `l={x,y}`, items
+    /// `ports[0].name=http`; `\,` and `\.` for a comma in a value or a dot
+    /// in a key.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
 
-    /// Set a value as a string, whatever it looks like. Applied after --set.
+    /// Set values as strings, whatever they look like; the same syntax as
+    /// --set. Applied after --set.
     #[arg(long = "set-string", value_name = "KEY=VALUE")]
     pub set_string: Vec<String>,
 
@@ -99,10 +102,10 @@ fn render_args(global: &GlobalArgs, args: &Args) -> anyhow::Result<Rendered> {
         )?);
     }
     for arg in &args.set {
-        input.set.push(SetValue::parse(arg)?);
+        input.set.extend(SetValue::parse(arg)?);
     }
     for arg in &args.set_string {
-        input.set.push(SetValue::parse_string(arg)?);
+        input.set.extend(SetValue::parse_string(arg)?);
     }
     Ok(render::render(&input)?)
 }

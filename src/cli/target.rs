@@ -124,10 +124,11 @@ pub struct TargetArgs {
     /// Application name (default: the directory's or repository path's last part).
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Set a value (typed: numbers, booleans, null), e.g. --set image.tag=1.2.
+    /// Set values (typed: numbers, booleans, null) in Helm's syntax, e.g.
+    /// --set image.tag=1.2,replicas=3 or --set hosts={a,b}.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Set a value as a string.
+    /// Set values as strings; the same syntax as --set.
     #[arg(long = "set-string", value_name = "KEY=VALUE")]
     pub set_string: Vec<String>,
     /// A values file, above the chart's and the environment's.
@@ -218,10 +219,10 @@ impl TargetArgs {
         }
         let mut set = Vec::new();
         for arg in &self.set {
-            set.push(SetValue::parse(arg)?);
+            set.extend(SetValue::parse(arg)?);
         }
         for arg in &self.set_string {
-            set.push(SetValue::parse_string(arg)?);
+            set.extend(SetValue::parse_string(arg)?);
         }
         Ok(Target {
             release_name: Some(app.name.clone()),

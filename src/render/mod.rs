@@ -50,7 +50,7 @@ pub use object::{
     mask_secret_values,
 };
 pub use scope::{BUILTIN_CLUSTER_SCOPED, ScopeLookup};
-pub use values::{SetError, SetValue};
+pub use values::{PathStep, SetError, SetValue};
 pub use yaml::{ScalarRole, YamlError, YamlErrorKind, to_yaml};
 
 use manifests::{IGNORE_FILE, IgnoreRules};

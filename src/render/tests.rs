@@ -359,7 +359,7 @@ fn values_and_environments_need_a_chart() {
          no environment"
     );
     let mut input = RenderInput::new(&tree, "apps");
-    input.set.push(SetValue::parse("a=1").unwrap());
+    input.set.extend(SetValue::parse("a=1").unwrap());
     assert!(
         render(&input)
             .unwrap_err()
@@ -524,9 +524,9 @@ fn chart_layers_environment_caller_values_and_set() {
             name: "second".into(),
             values: json!({"replicas": 6}),
         });
-        i.set.push(SetValue::parse("image.tag=2.1").unwrap());
+        i.set.extend(SetValue::parse("image.tag=2.1").unwrap());
         i.set
-            .push(SetValue::parse_string("image.repository=1234").unwrap());
+            .extend(SetValue::parse_string("image.repository=1234").unwrap());
     })
     .unwrap();
     let deployment = find(&result, "Deployment");
@@ -700,9 +700,11 @@ fn rendered_yaml_errors_name_the_template() {
         "templates/config.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  flag: {{values.flag}}\n",
     );
-    let message = render_chart(&tree, |i| i.set.push(SetValue::parse("flag=yes").unwrap()))
-        .unwrap_err()
-        .to_string();
+    let message = render_chart(&tree, |i| {
+        i.set.extend(SetValue::parse("flag=yes").unwrap())
+    })
+    .unwrap_err()
+    .to_string();
     assert!(
         message.starts_with(
             "chart `web`: template `templates/config.yaml`, rendered output document 1, line 6 \
@@ -877,7 +879,9 @@ fn debug_of_a_render_shows_no_secret_values() {
     let debug = format!("{result:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
     let mut input = RenderInput::new(&tree, "apps");
-    input.set.push(SetValue::parse("password=hunter2").unwrap());
+    input
+        .set
+        .extend(SetValue::parse("password=hunter2").unwrap());
     input.values.push(ValuesLayer {
         name: "inline".into(),
         values: json!({"password": "hunter2"}),

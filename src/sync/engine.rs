@@ -260,11 +260,7 @@ async fn render_tree<T: render::FileTree + 'static>(
 /// that "same commit, same values" can be recognised without rendering.
 pub fn values_digest(target: &Target) -> String {
     let layers: Vec<&Value> = target.values.iter().map(|l| &l.values).collect();
-    let sets: Vec<(String, &Value)> = target
-        .set
-        .iter()
-        .map(|s| (s.path.join("."), &s.value))
-        .collect();
+    let sets: Vec<(String, &Value)> = target.set.iter().map(|s| (s.key(), &s.value)).collect();
     render::object::digest(&serde_json::json!({
         "environment": target.environment,
         "values": layers,
