@@ -319,6 +319,73 @@ async fn an_application_syncs_and_a_pushed_commit_is_applied_on_the_next_interva
 }
 
 #[tokio::test]
+async fn a_crd_installed_later_reaches_the_templates_capabilities() {
+    with_namespace("ctl-caps", |client, ns| async move {
+        install_crd(&client).await;
+        // A group of this test's own, so that parallel runs do not meet.
+        let group = format!("{ns}.windlass.test");
+        let template = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  \
+             value: {{{{quote (has \"{group}/v1/Widget\" capabilities.apiVersions)}}}}\n"
+        );
+        let served = ServedRepo::start(
+            "ctl-caps",
+            &[
+                ("chart/Chart.yaml", "name: caps\nversion: 0.1.0\n"),
+                ("chart/templates/cm.yaml", &template),
+            ],
+        );
+        let controller = RunningController::start(&ns, &["--discovery-refresh", "1"]);
+        let spec = serde_json::json!({ "automated": true, "interval": "1s" });
+        create(&client, &ns, &application("web", &served.url, "chart", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+        assert_eq!(value_of(&client, &ns, "caps").await.as_deref(), Some("false"));
+
+        // Someone else installs the CRD; no commit, no spec change.
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        let crd = serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": { "name": format!("widgets.{group}") },
+            "spec": {
+                "group": group,
+                "scope": "Namespaced",
+                "names": { "plural": "widgets", "singular": "widget", "kind": "Widget" },
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": { "openAPIV3Schema": { "type": "object" } }
+                }]
+            }
+        });
+        crds.patch(
+            &format!("widgets.{group}"),
+            &PatchParams::apply("windlass-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("installing the Widget CRD");
+        eventually("the template to see the Widget kind", LIMIT, || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                match value_of(&client, &ns, "caps").await.as_deref() {
+                    Some("true") => Ok(()),
+                    other => Err(format!("caps value: {other:?}")),
+                }
+            }
+        })
+        .await;
+        let _ = crds
+            .delete(&format!("widgets.{group}"), &DeleteParams::default())
+            .await;
+        release(&client, &ns).await;
+        drop(controller);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn nothing_is_written_in_steady_state() {
     with_namespace("ctl-steady", |client, ns| async move {
         install_crd(&client).await;

@@ -194,6 +194,41 @@ async fn create_update_and_a_no_op_that_writes_nothing() {
 }
 
 #[tokio::test]
+async fn charts_rendered_against_the_cluster_see_its_capabilities() {
+    with_namespace("sync-capabilities", |client, ns| async move {
+        let template = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  \
+                        kube: {{quote capabilities.kubeVersion}}\n  \
+                        apps: {{quote (has \"apps/v1\" capabilities.apiVersions)}}\n  \
+                        pdb: {{quote (has \"policy/v1/PodDisruptionBudget\" capabilities.apiVersions)}}\n  \
+                        monitoring: {{quote (has \"monitoring.coreos.com/v1\" capabilities.apiVersions)}}\n";
+        let dir = app_dir(
+            "sync-capabilities",
+            &[
+                ("Chart.yaml", "name: caps\nversion: 0.1.0\n"),
+                ("templates/cm.yaml", template),
+            ],
+        );
+        sync(dir.path(), &ns, &[], 0);
+        let version = client.apiserver_version().await.unwrap();
+        let data = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get("caps")
+            .await
+            .unwrap()
+            .data
+            .unwrap();
+        assert_eq!(
+            data["kube"],
+            format!("{}.{}", version.major, version.minor.trim_end_matches('+'))
+        );
+        assert_eq!(data["apps"], "true");
+        assert_eq!(data["pdb"], "true");
+        // No such CRD on the local control plane.
+        assert_eq!(data["monitoring"], "false");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn prune_deletes_what_left_and_honours_every_guard() {
     with_namespace("sync-prune", |client, ns| async move {
         let pvc = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n";

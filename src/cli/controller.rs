@@ -39,6 +39,10 @@ pub struct Args {
     /// Longest a git network operation may take, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub git_timeout: u64,
+    /// Re-read API discovery before a render when it is older than this, in
+    /// seconds, so templates' `capabilities` see CRDs installed since.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub discovery_refresh: u64,
 }
 
 pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
@@ -72,6 +76,7 @@ pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus>
         watch_namespace: args.watch_namespace.clone(),
         source,
         identity: identity(),
+        discovery_refresh: Duration::from_secs(args.discovery_refresh),
     };
     controller::run(connection.client, metrics, options).await?;
     Ok(ExitStatus::Success)

@@ -77,6 +77,9 @@ pub struct ControllerOptions {
     pub source: SourceOptions,
     /// This replica's name (pod name, or host and pid).
     pub identity: String,
+    /// Discovery older than this is read again before a render, so that the
+    /// `capabilities` templates see include CRDs installed since.
+    pub discovery_refresh: Duration,
 }
 
 /// Runs until a shutdown signal (or, with leader election, until the Lease
@@ -154,6 +157,7 @@ pub async fn run(
         SourceCache::new(options.source.clone()),
         metrics,
         options.identity.clone(),
+        options.discovery_refresh,
     ));
     ready.store(true, Ordering::Relaxed);
 

@@ -34,6 +34,7 @@ use super::Error;
 use super::metrics::{AppLabels, Metrics, ResultLabels, WriteLabels};
 use super::status::{self, Applied, Observation, State};
 use crate::history::{RevisionStatus, RevisionStore};
+use crate::render::Capabilities;
 use crate::source::{Credentials, SourceCache};
 use crate::spec::{Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION};
 use crate::sync::apply::ApplyOptions;
@@ -60,6 +61,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// `controller:<pod or host>`, written as `triggeredBy` in records.
     pub identity: String,
+    /// Discovery older than this is read again before a render.
+    pub discovery_refresh: Duration,
     /// Per Application (`namespace/name`): what the last reconcile learned.
     memory: Mutex<HashMap<String, Memory>>,
 }
@@ -71,6 +74,7 @@ impl Context {
         cache: SourceCache,
         metrics: Arc<Metrics>,
         identity: String,
+        discovery_refresh: Duration,
     ) -> Context {
         let recorder = Recorder::new(
             client.clone(),
@@ -86,6 +90,7 @@ impl Context {
             recorder,
             metrics,
             identity,
+            discovery_refresh,
             memory: Mutex::default(),
         }
     }
@@ -114,6 +119,8 @@ struct RenderedSource {
     commit: Oid,
     watched_paths: Vec<String>,
     values_digest: String,
+    /// What the cluster offered the templates.
+    capabilities: Capabilities,
     desired: Desired,
 }
 
@@ -770,8 +777,9 @@ fn sync_options(
     options
 }
 
-/// The render for this commit: the remembered one when the spec, the values
-/// and every path the last render read are unchanged; else a new render.
+/// The render for this commit: the remembered one when the spec, the values,
+/// the cluster's capabilities and every path the last render read are
+/// unchanged; else a new render.
 async fn desired(
     application: &Application,
     context: &Context,
@@ -781,10 +789,20 @@ async fn desired(
     let key = key(application);
     let generation = application.metadata.generation;
     let values_digest = engine::values_digest(target);
+    if let Err(error) = context
+        .kinds
+        .refresh_if_older(context.discovery_refresh)
+        .await
+    {
+        // The cached discovery still serves; the next reconcile tries again.
+        warn!(%error, "cannot refresh API discovery");
+    }
+    let capabilities = context.kinds.capabilities();
     let remembered = context.remember(&key, |memory| memory.rendered.clone());
     if let Some(remembered) = remembered
         && remembered.generation == generation
         && remembered.values_digest == values_digest
+        && remembered.capabilities == capabilities
     {
         let SourceSpec::Git { repo, .. } = &target.source else {
             unreachable!("an Application's source is a git repository");
@@ -823,6 +841,7 @@ async fn desired(
         commit: resolved.commit,
         watched_paths,
         values_digest,
+        capabilities,
         desired,
     });
     context.remember(&key, |memory| memory.rendered = Some(rendered.clone()));

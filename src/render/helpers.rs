@@ -21,6 +21,7 @@
 //! | `trunc` | n, text | first n characters (last -n when n < 0) |
 //! | `replace` | old, new, text | every `old` replaced by `new` |
 //! | `join` | separator, list | items joined |
+//! | `has` | item, list | whether the list holds the item (`{{#if (has "policy/v1" capabilities.apiVersions)}}`) |
 //! | `eq` `ne` `and` `or` `not` | | handlebars' built-ins: booleans |
 //!
 //! Arguments follow Helm's order (the value last), so Helm users read them
@@ -43,7 +44,7 @@ use super::yaml::to_yaml;
 
 /// Registers every windlass helper on `registry`.
 pub(crate) fn register(registry: &mut Handlebars<'_>) {
-    let helpers: [(&'static str, usize, Arguments, Function); 16] = [
+    let helpers: [(&'static str, usize, Arguments, Function); 17] = [
         ("toYaml", 1, Arguments::Present, to_yaml_helper),
         ("toJson", 1, Arguments::Present, |a| {
             Ok(Value::String(canonical_json(a[0])))
@@ -114,6 +115,12 @@ pub(crate) fn register(registry: &mut Handlebars<'_>) {
             };
             let parts = items.iter().map(text).collect::<Result<Vec<_>, _>>()?;
             Ok(Value::String(parts.join(&separator)))
+        }),
+        ("has", 2, Arguments::Present, |a| {
+            let Value::Array(items) = a[1] else {
+                return Err("the second argument must be a list".to_string());
+            };
+            Ok(Value::Bool(items.contains(a[0])))
         }),
     ];
     for (name, arity, arguments, function) in helpers {
@@ -377,6 +384,31 @@ mod tests {
         );
         assert_eq!(render("{{join \",\" l}}", data.clone()), "a,1,true");
         assert!(render_error("{{join \",\" t}}", data).contains("must be a list"));
+    }
+
+    #[test]
+    fn has_tells_whether_a_list_holds_an_item() {
+        let data = json!({"l": ["policy/v1", "apps/v1/Deployment", 3], "t": "x"});
+        assert_eq!(
+            render(
+                "{{has \"policy/v1\" l}} {{has \"apps/v1/Deployment\" l}} {{has 3 l}}",
+                data.clone()
+            ),
+            "true true true"
+        );
+        // Items compare as values: the number 3 is not the string "3".
+        assert_eq!(
+            render("{{has \"policy\" l}} {{has \"3\" l}}", data.clone()),
+            "false false"
+        );
+        assert_eq!(
+            render(
+                "{{#if (has \"policy/v1\" l)}}pdb{{else}}none{{/if}}",
+                data.clone()
+            ),
+            "pdb"
+        );
+        assert!(render_error("{{has \"x\" t}}", data).contains("must be a list"));
     }
 
     #[test]

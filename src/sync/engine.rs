@@ -247,6 +247,7 @@ async fn render_tree<T: render::FileTree + 'static>(
         input.set = target.set.clone();
         input.git = git;
         input.scopes = kinds.as_deref().map(|k| k as &dyn render::ScopeLookup);
+        input.capabilities = kinds.as_deref().map(Kinds::capabilities);
         render::render(&input).map_err(|error| EngineError::Render {
             what: tree.describe(),
             error: Box::new(error),

@@ -11,7 +11,9 @@
 //! so that a set full of unknown kinds does not hammer the server.
 //!
 //! `Kinds` also answers render's [`ScopeLookup`], so that rendering against
-//! a cluster knows which kinds are cluster-scoped.
+//! a cluster knows which kinds are cluster-scoped, and gives templates their
+//! `capabilities`: the server's version (read once, with the first
+//! discovery) and every group/version and group/version/Kind it serves.
 
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 
-use crate::cluster::explain;
-use crate::render::{ObjectId, ScopeLookup};
+use crate::cluster::{ServerVersion, explain};
+use crate::render::{Capabilities, ObjectId, ScopeLookup};
 
 /// The shortest time between two discovery refreshes.
 const MIN_REFRESH: Duration = Duration::from_millis(500);
@@ -38,15 +40,34 @@ pub struct DiscoveryError(pub String);
 pub struct Kinds {
     client: kube::Client,
     state: RwLock<(Discovery, Instant)>,
+    /// `major.minor`, e.g. `1.36`; `None` when `/version` did not say.
+    kube_version: Option<String>,
 }
 
 impl Kinds {
     pub async fn discover(client: &kube::Client) -> Result<Kinds, DiscoveryError> {
-        let discovery = run(client).await?;
+        let (discovery, version) = tokio::join!(run(client), client.apiserver_version());
+        // Discovery failing is the error worth reporting; a server that
+        // serves discovery but no usable `/version` just leaves it unknown.
+        let discovery = discovery?;
+        let kube_version = version
+            .ok()
+            .and_then(|info| ServerVersion::parse(&info.major, &info.minor))
+            .map(|version| version.to_string());
         Ok(Kinds {
             client: client.clone(),
             state: RwLock::new((discovery, Instant::now())),
+            kube_version,
         })
+    }
+
+    /// What templates see as `capabilities`, from the cached discovery.
+    pub fn capabilities(&self) -> Capabilities {
+        let state = self.state.read().expect("discovery lock");
+        Capabilities {
+            kube_version: self.kube_version.clone(),
+            api_versions: api_versions(&state.0),
+        }
     }
 
     /// The kind from the cache, without asking the server.
@@ -62,6 +83,16 @@ impl Kinds {
         }
         self.refresh().await?;
         Ok(self.cached(id))
+    }
+
+    /// Re-reads discovery when it is older than `max_age`, so that a
+    /// long-running process sees kinds that others installed since.
+    pub async fn refresh_if_older(&self, max_age: Duration) -> Result<(), DiscoveryError> {
+        let age = self.state.read().expect("discovery lock").1.elapsed();
+        if age <= max_age {
+            return Ok(());
+        }
+        self.refresh().await
     }
 
     /// Re-reads discovery (after CRDs were applied), unless that happened
@@ -95,6 +126,30 @@ async fn run(client: &kube::Client) -> Result<Discovery, DiscoveryError> {
         .run_aggregated()
         .await
         .map_err(|e| DiscoveryError(explain(&e)))
+}
+
+/// Every `group/version` (`v1` for the core group) and `group/version/Kind`
+/// the server serves, sorted: the entries Helm's
+/// `.Capabilities.APIVersions` holds, so `has "monitoring.coreos.com/v1"`
+/// and `has "policy/v1/PodDisruptionBudget"` both work.
+fn api_versions(discovery: &Discovery) -> Vec<String> {
+    let mut entries = Vec::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            let group_version = if group.name().is_empty() {
+                version.to_string()
+            } else {
+                format!("{}/{version}", group.name())
+            };
+            for (resource, _) in group.versioned_resources(version) {
+                entries.push(format!("{group_version}/{}", resource.kind));
+            }
+            entries.push(group_version);
+        }
+    }
+    entries.sort();
+    entries.dedup();
+    entries
 }
 
 fn lookup(discovery: &Discovery, id: &ObjectId) -> Option<Kind> {
