@@ -42,6 +42,8 @@ pub struct Kinds {
     state: RwLock<(Discovery, Instant)>,
     /// `major.minor`, e.g. `1.36`; `None` when `/version` did not say.
     kube_version: Option<String>,
+    /// Held while [`Kinds::refresh_if_older`] refreshes.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Kinds {
@@ -58,6 +60,7 @@ impl Kinds {
             client: client.clone(),
             state: RwLock::new((discovery, Instant::now())),
             kube_version,
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -88,8 +91,14 @@ impl Kinds {
     /// Re-reads discovery when it is older than `max_age`, so that a
     /// long-running process sees kinds that others installed since.
     pub async fn refresh_if_older(&self, max_age: Duration) -> Result<(), DiscoveryError> {
-        let age = self.state.read().expect("discovery lock").1.elapsed();
-        if age <= max_age {
+        let age = || self.state.read().expect("discovery lock").1.elapsed();
+        if age() <= max_age {
+            return Ok(());
+        }
+        // Reconciles running at once refresh once: the others wait, then
+        // find it fresh.
+        let _refreshing = self.refreshing.lock().await;
+        if age() <= max_age {
             return Ok(());
         }
         self.refresh().await
