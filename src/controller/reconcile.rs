@@ -120,7 +120,7 @@ struct RenderedSource {
     watched_paths: Vec<String>,
     values_digest: String,
     /// What the cluster offered the templates.
-    capabilities: Capabilities,
+    capabilities: Arc<Capabilities>,
     desired: Desired,
 }
 
@@ -802,7 +802,8 @@ async fn desired(
     if let Some(remembered) = remembered
         && remembered.generation == generation
         && remembered.values_digest == values_digest
-        && remembered.capabilities == capabilities
+        && (Arc::ptr_eq(&remembered.capabilities, &capabilities)
+            || remembered.capabilities == capabilities)
     {
         let SourceSpec::Git { repo, .. } = &target.source else {
             unreachable!("an Application's source is a git repository");

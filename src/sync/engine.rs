@@ -30,7 +30,8 @@ use crate::history::record::{
 };
 use crate::history::{RevisionStatus, RevisionStore, StoreError};
 use crate::render::{
-    self, GitInfo, LocalDirectory, ObjectId, RenderInput, Rendered, SetValue, ValuesLayer,
+    self, Capabilities, GitInfo, LocalDirectory, ObjectId, RenderInput, Rendered, SetValue,
+    ValuesLayer,
 };
 use crate::source::{self, Credentials, Repo, SourceCache};
 use crate::spec::Application;
@@ -247,7 +248,9 @@ async fn render_tree<T: render::FileTree + 'static>(
         input.set = target.set.clone();
         input.git = git;
         input.scopes = kinds.as_deref().map(|k| k as &dyn render::ScopeLookup);
-        input.capabilities = kinds.as_deref().map(Kinds::capabilities);
+        input.capabilities = kinds
+            .as_deref()
+            .map(|k| Capabilities::clone(&k.capabilities()));
         render::render(&input).map_err(|error| EngineError::Render {
             what: tree.describe(),
             error: Box::new(error),

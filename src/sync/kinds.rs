@@ -15,7 +15,7 @@
 //! `capabilities`: the server's version (read once, with the first
 //! discovery) and every group/version and group/version/Kind it serves.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use kube::core::GroupVersionKind;
@@ -39,11 +39,33 @@ pub struct DiscoveryError(pub String);
 
 pub struct Kinds {
     client: kube::Client,
-    state: RwLock<(Discovery, Instant)>,
+    state: RwLock<State>,
     /// `major.minor`, e.g. `1.36`; `None` when `/version` did not say.
     kube_version: Option<String>,
     /// Held while [`Kinds::refresh_if_older`] refreshes.
     refreshing: tokio::sync::Mutex<()>,
+}
+
+/// One discovery and what follows from it.
+struct State {
+    discovery: Discovery,
+    at: Instant,
+    /// Built once per discovery: every reconcile asks for it.
+    capabilities: Arc<Capabilities>,
+}
+
+impl State {
+    fn new(discovery: Discovery, kube_version: Option<String>) -> State {
+        let capabilities = Arc::new(Capabilities {
+            kube_version,
+            api_versions: api_versions(&discovery),
+        });
+        State {
+            discovery,
+            at: Instant::now(),
+            capabilities,
+        }
+    }
 }
 
 impl Kinds {
@@ -58,25 +80,25 @@ impl Kinds {
             .map(|version| version.to_string());
         Ok(Kinds {
             client: client.clone(),
-            state: RwLock::new((discovery, Instant::now())),
+            state: RwLock::new(State::new(discovery, kube_version.clone())),
             kube_version,
             refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
     /// What templates see as `capabilities`, from the cached discovery.
-    pub fn capabilities(&self) -> Capabilities {
-        let state = self.state.read().expect("discovery lock");
-        Capabilities {
-            kube_version: self.kube_version.clone(),
-            api_versions: api_versions(&state.0),
-        }
+    pub fn capabilities(&self) -> Arc<Capabilities> {
+        self.state
+            .read()
+            .expect("discovery lock")
+            .capabilities
+            .clone()
     }
 
     /// The kind from the cache, without asking the server.
     pub fn cached(&self, id: &ObjectId) -> Option<Kind> {
         let state = self.state.read().expect("discovery lock");
-        lookup(&state.0, id)
+        lookup(&state.discovery, id)
     }
 
     /// The kind, refreshing discovery once when it is unknown.
@@ -91,7 +113,7 @@ impl Kinds {
     /// Re-reads discovery when it is older than `max_age`, so that a
     /// long-running process sees kinds that others installed since.
     pub async fn refresh_if_older(&self, max_age: Duration) -> Result<(), DiscoveryError> {
-        let age = || self.state.read().expect("discovery lock").1.elapsed();
+        let age = || self.state.read().expect("discovery lock").at.elapsed();
         if age() <= max_age {
             return Ok(());
         }
@@ -107,12 +129,13 @@ impl Kinds {
     /// Re-reads discovery (after CRDs were applied), unless that happened
     /// moments ago.
     pub async fn refresh(&self) -> Result<(), DiscoveryError> {
-        let recent = self.state.read().expect("discovery lock").1.elapsed() < MIN_REFRESH;
+        let recent = self.state.read().expect("discovery lock").at.elapsed() < MIN_REFRESH;
         if recent {
             tokio::time::sleep(MIN_REFRESH).await;
         }
         let discovery = run(&self.client).await?;
-        *self.state.write().expect("discovery lock") = (discovery, Instant::now());
+        *self.state.write().expect("discovery lock") =
+            State::new(discovery, self.kube_version.clone());
         Ok(())
     }
 }
@@ -120,7 +143,7 @@ impl Kinds {
 impl ScopeLookup for Kinds {
     fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
         let state = self.state.read().expect("discovery lock");
-        let api_group = state.0.get(group)?;
+        let api_group = state.discovery.get(group)?;
         api_group
             .recommended_resources()
             .into_iter()
