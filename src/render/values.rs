@@ -387,27 +387,6 @@ fn set_in(root: &mut Value, set: &SetValue) -> Result<(), SetError> {
     let mut current = root;
     for (depth, step) in set.path.iter().enumerate() {
         let last = depth + 1 == set.path.len();
-        let container_error = |current: &Value| -> Option<SetError> {
-            let parent = path_text(&set.path[..depth]);
-            match (step, current) {
-                (PathStep::Key(_), Value::Object(_)) | (PathStep::Index(_), Value::Array(_)) => {
-                    None
-                }
-                (PathStep::Key(_), _) => Some(SetError::NotAMap {
-                    key: path_text(&set.path),
-                    parent,
-                    child: path_text(&set.path[depth..]),
-                }),
-                (PathStep::Index(index), _) => Some(SetError::NotAList {
-                    key: path_text(&set.path),
-                    parent,
-                    index: *index,
-                }),
-            }
-        };
-        if let Some(error) = container_error(current) {
-            return Err(error);
-        }
         let slot = match (step, current) {
             (PathStep::Key(key), Value::Object(map)) => {
                 if last {
@@ -433,7 +412,20 @@ fn set_in(root: &mut Value, set: &SetValue) -> Result<(), SetError> {
                 }
                 &mut items[*index]
             }
-            _ => unreachable!("checked above"),
+            (PathStep::Key(_), _) => {
+                return Err(SetError::NotAMap {
+                    key: path_text(&set.path),
+                    parent: path_text(&set.path[..depth]),
+                    child: path_text(&set.path[depth..]),
+                });
+            }
+            (PathStep::Index(index), _) => {
+                return Err(SetError::NotAList {
+                    key: path_text(&set.path),
+                    parent: path_text(&set.path[..depth]),
+                    index: *index,
+                });
+            }
         };
         // A missing (or null) container on the way is created.
         if slot.is_null() {
