@@ -45,9 +45,9 @@ use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use support::git::{ServedRepo, TempDir, free_port};
+use windlass::identity::{AppIdentity, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, stamp};
 use windlass::render::{self, MemoryTree, ObjectId, RenderInput};
 use windlass::spec::Application;
-use windlass::sync::identity::{AppIdentity, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, stamp};
 
 const APPS: usize = 200;
 const OBJECTS_PER_APP: usize = 10;

@@ -27,10 +27,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 use windlass::history::record::RecordSource;
+use windlass::identity::{AppIdentity, FIELD_MANAGER, stamp};
 use windlass::render::{self, MemoryTree, RenderInput};
 use windlass::sync::apply::ApplyOptions;
 use windlass::sync::engine::{self, Desired, SyncOptions};
-use windlass::sync::identity::{AppIdentity, FIELD_MANAGER, stamp};
 use windlass::sync::kinds::Kinds;
 use windlass::sync::plan::PlanOptions;
 
@@ -84,7 +84,7 @@ async fn run() {
             .await
             .unwrap();
         cold.push(t.elapsed());
-        assert_eq!(result.revision, Some(1));
+        assert_eq!(result.revision(), Some(1));
         if round == 0 {
             requests.push(("cold sync", counts.lock().unwrap().clone()));
         }
@@ -96,7 +96,7 @@ async fn run() {
             .await
             .unwrap();
         noop.push(t.elapsed());
-        assert_eq!(result.revision, None, "a no-op sync records nothing");
+        assert_eq!(result.revision(), None, "a no-op sync records nothing");
         let writes: usize = counts
             .lock()
             .unwrap()
@@ -129,7 +129,7 @@ async fn run() {
         .await
         .unwrap();
         plan_t.push(t.elapsed());
-        assert!(!plan.has_changes());
+        assert!(!plan.plan.has_changes());
         if round == 0 {
             requests.push(("plan, 1,000 unchanged", counts.lock().unwrap().clone()));
         }
@@ -159,7 +159,7 @@ async fn run() {
             .await
             .unwrap();
         rollback_t.push(t.elapsed());
-        assert_eq!(result.revision, Some(3));
+        assert_eq!(result.outcome.revision(), Some(3));
         // Floor: the same 100 PATCHes back to revision 1's content.
         let t = Instant::now();
         patch_all(&client, &stamped(&v1, &app), false).await;
@@ -251,7 +251,7 @@ async fn delete_leftover_namespaces(client: &kube::Client) {
 }
 
 fn options() -> SyncOptions {
-    let mut options = SyncOptions::new("bench", "bench");
+    let mut options = SyncOptions::new(engine::Operation::Sync, "bench");
     options.plan = PlanOptions {
         concurrency: CONCURRENCY,
         ..PlanOptions::default()

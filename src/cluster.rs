@@ -230,6 +230,44 @@ pub fn explain(error: &kube::Error) -> String {
     }
 }
 
+/// A request the API server refused, or that could not reach it. Shown as
+/// [`explain`] shows it (the server's message, reason and code); the kube
+/// error itself stays available for decisions on it ([`ApiError::code`]).
+#[derive(Debug)]
+pub struct ApiError(pub Box<kube::Error>);
+
+impl ApiError {
+    /// The HTTP status code the server answered with, if it answered.
+    pub fn code(&self) -> Option<u16> {
+        match self.0.as_ref() {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<kube::Error> for ApiError {
+    fn from(error: kube::Error) -> ApiError {
+        ApiError(Box::new(error))
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&explain(&self.0))
+    }
+}
+
+/// `explain` already includes the kube error's own causes.
+impl std::error::Error for ApiError {}
+
+/// An error and its sources joined with `: ` (see [`cause_chain`]), for
+/// messages that leave the process as one line: status conditions, Events,
+/// progress lines.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    cause_chain(error)
+}
+
 /// An error and its sources joined with `: `, leaving out a cause whose text
 /// the previous message already contains (many libraries repeat their
 /// source in their own message).
@@ -358,34 +396,3 @@ mod tests {
         );
     }
 }
-
-/// Git credentials from a Secret (an Application's `spec.source.secretRef`):
-/// `username`/`password`, or `identity` (SSH private key) and `known_hosts`.
-/// Errors name the Secret, never its data.
-pub async fn read_git_credentials(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<crate::source::Credentials, CredentialsError> {
-    use k8s_openapi::api::core::v1::Secret;
-    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
-    let secret = api.get(name).await.map_err(|e| {
-        CredentialsError(format!(
-            "reading git credentials Secret {namespace}/{name}: {}",
-            explain(&e)
-        ))
-    })?;
-    let data = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    crate::source::auth::credentials_from_secret_data(&format!("{namespace}/{name}"), &data)
-        .map_err(CredentialsError)
-}
-
-/// The git credentials Secret could not be read or used.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CredentialsError(pub String);

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod history;
+pub mod identity;
 pub mod render;
 pub mod source;
 pub mod spec;

@@ -215,6 +215,81 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// The annotation `windlass reconcile` sets to ask for a reconcile now.
+/// The condition types of an Application's status (kstatus conventions):
+/// `Ready` is always present; `Reconciling` and `Stalled` only while true;
+/// `Drifted` only while live objects differ from the applied revision.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+    pub const DRIFTED: &str = "Drifted";
+}
+
+/// Why an Application is where it is: the `reason` of its Ready (and
+/// Stalled) condition, of the Event a failure sends, and what the reconcile
+/// metric counts it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The applied revision is live (and healthy).
+    Succeeded,
+    /// A sync is under way.
+    Progressing,
+    DependencyNotReady,
+    /// The `secretRef` Secret could not be read or used.
+    CredentialsFailed,
+    /// The repository URL in the spec is not usable.
+    SourceFailed,
+    GitFailed,
+    RenderFailed,
+    PlanFailed,
+    SyncFailed,
+    HealthCheckFailed,
+    /// A commit that failed and was rolled back is not applied again.
+    HeldBack,
+    /// Another writer (e.g. `windlass sync` by hand) holds the lock.
+    Locked,
+    /// Changes wait for `windlass reconcile`: automated sync is off.
+    OutOfSync,
+    /// A sync window forbids automated syncs now.
+    SyncWindowClosed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Succeeded => "Succeeded",
+            Reason::Progressing => "Progressing",
+            Reason::DependencyNotReady => "DependencyNotReady",
+            Reason::CredentialsFailed => "CredentialsFailed",
+            Reason::SourceFailed => "SourceFailed",
+            Reason::GitFailed => "GitFailed",
+            Reason::RenderFailed => "RenderFailed",
+            Reason::PlanFailed => "PlanFailed",
+            Reason::SyncFailed => "SyncFailed",
+            Reason::HealthCheckFailed => "HealthCheckFailed",
+            Reason::HeldBack => "HeldBack",
+            Reason::Locked => "Locked",
+            Reason::OutOfSync => "OutOfSync",
+            Reason::SyncWindowClosed => "SyncWindowClosed",
+        }
+    }
+
+    /// The `result` label of `windlass_reconcile_total`.
+    pub fn metric_result(self) -> &'static str {
+        match self {
+            Reason::Succeeded | Reason::Progressing | Reason::OutOfSync => "success",
+            Reason::DependencyNotReady | Reason::SyncWindowClosed => "skipped",
+            _ => "failure",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub const REQUESTED_AT_ANNOTATION: &str = "windlass.dev/requested-at";
 
 /// The finalizer that runs the deletion policy before an Application goes.

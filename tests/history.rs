@@ -359,15 +359,15 @@ fn history_rows_or_error(ns: &str) -> usize {
 
 #[tokio::test]
 async fn writers_of_one_application_are_serialised_by_its_lease() {
-    use windlass::history::lease::{self, LockOptions};
-    use windlass::sync::identity::AppIdentity;
+    use windlass::identity::AppIdentity;
+    use windlass::sync::lock::{self, LockOptions};
     with_namespace("history-lock", |client, ns| async move {
         let dir = TempDir::new("history-lock");
         write_files(dir.path(), &[("a.yaml", &configmap("a", "1"))]);
         let app = AppIdentity::new(ns.clone(), "app");
 
         // Someone else (here: the test) is operating on the application.
-        let lock = lease::acquire(&client, &app, "test-holder", &LockOptions::default())
+        let lock = lock::acquire(&client, &app, "test-holder", &LockOptions::default())
             .await
             .unwrap();
         let out = sync_dir(dir.path(), &ns, &["--no-wait", "--lock-timeout", "1s"], 2);

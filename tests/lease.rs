@@ -15,8 +15,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use support::with_namespace;
-use windlass::history::lease::{self, AppLock, LockError, LockOptions};
-use windlass::sync::identity::AppIdentity;
+use windlass::identity::AppIdentity;
+use windlass::sync::lock::{self, AppLock, LockError, LockOptions};
 
 /// A guard against hanging, not a timing assertion.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -44,7 +44,7 @@ async fn acquire(
 ) -> Result<AppLock, LockError> {
     bounded(
         &format!("acquire by {holder}"),
-        lease::acquire(client, app, holder, options),
+        lock::acquire(client, app, holder, options),
     )
     .await
 }
@@ -267,7 +267,7 @@ async fn racing_callers_hold_the_lock_one_at_a_time() {
                 tokio::spawn(async move {
                     start.wait().await;
                     let lock =
-                        lease::acquire(&client, &app, name, &options(3, Duration::from_secs(30)))
+                        lock::acquire(&client, &app, name, &options(3, Duration::from_secs(30)))
                             .await
                             .unwrap_or_else(|e| panic!("{name}: {e}"));
                     let now = holding.fetch_add(1, Ordering::SeqCst) + 1;

@@ -438,7 +438,7 @@ async fn sync_from_a_git_repository() {
         // The record names the commit.
         let store = windlass::history::RevisionStore::new(
             &client,
-            &windlass::sync::identity::AppIdentity::new(ns.clone(), "web"),
+            &windlass::identity::AppIdentity::new(ns.clone(), "web"),
         );
         let record = store.load(2).await.unwrap();
         match record.source {
@@ -678,7 +678,7 @@ async fn a_record_larger_than_one_secret_is_split_and_reads_back() {
         );
         let store = windlass::history::RevisionStore::new(
             &client,
-            &windlass::sync::identity::AppIdentity::new(ns.clone(), "app"),
+            &windlass::identity::AppIdentity::new(ns.clone(), "app"),
         );
         let record = store.load(1).await.unwrap();
         assert_eq!(record.manifests.len(), 4);

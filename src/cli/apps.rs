@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::cluster;
-use crate::controller::status::READY;
+use crate::spec::condition::READY;
 use crate::spec::{Application, REQUESTED_AT_ANNOTATION};
 
 use super::{ExitStatus, GlobalArgs};

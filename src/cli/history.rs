@@ -9,13 +9,13 @@ use serde_json::Value;
 use super::sync::{report_sync, session};
 use super::{ExitStatus, GlobalArgs};
 use crate::history::RevisionStore;
-use crate::history::lease::LockOptions;
 use crate::history::record::{RecordSource, RevisionRecord};
+use crate::identity::AppIdentity;
 use crate::render::MASK;
 use crate::spec::parse_duration;
 use crate::sync::apply::ApplyOptions;
-use crate::sync::engine::{self, SyncOptions};
-use crate::sync::identity::AppIdentity;
+use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
+use crate::sync::lock::LockOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
@@ -90,7 +90,13 @@ pub async fn history(
     let store = RevisionStore::new(&session.client, &app);
     let numbers: Vec<u64> = match args.revision {
         Some(number) => vec![number],
-        None => store.list().await?.into_iter().map(|h| h.number).collect(),
+        None => store
+            .history()
+            .await?
+            .headers()
+            .iter()
+            .map(|h| h.number)
+            .collect(),
     };
     if numbers.is_empty() {
         bail!(
@@ -234,7 +240,7 @@ pub async fn rollback(
             wait: parse_duration(&args.lock_timeout)?,
             ..LockOptions::default()
         },
-        ..SyncOptions::new("rollback", engine::cli_trigger())
+        ..SyncOptions::new(Operation::Sync, engine::cli_trigger())
     };
     let mut options = options;
     options.plan.prune.dangerous = args.prune_dangerous;
@@ -251,23 +257,21 @@ pub async fn rollback(
         &progress,
     )
     .await?;
-    let target = result.rolled_back_to;
-    if result.revision.is_none() {
-        writeln!(
-            out,
-            "nothing to do: live already equals revision {}",
-            target.map(|t| t.to_string()).unwrap_or_default()
-        )?;
-        return Ok(ExitStatus::Success);
-    }
-    if let (Some(revision), Some(error)) = (result.revision, &result.error) {
-        bail!(
-            "rollback of {} to revision {} (recorded as revision {revision}) failed: {error}",
+    let target = result.to;
+    match result.outcome {
+        SyncOutcome::Unchanged { .. } => {
+            writeln!(out, "nothing to do: live already equals revision {target}")?;
+            Ok(ExitStatus::Success)
+        }
+        SyncOutcome::Failed {
+            revision, failure, ..
+        } => bail!(
+            "rollback of {} to revision {target} (recorded as revision {revision}) failed: \
+             {failure}",
             app.full(),
-            target.map(|t| t.to_string()).unwrap_or_default()
-        );
+        ),
+        outcome => report_sync(&app, outcome, out),
     }
-    report_sync(&app, result, out)
 }
 
 pub async fn uninstall(
@@ -278,7 +282,7 @@ pub async fn uninstall(
     let session = session(global).await?;
     let app = AppIdentity::new(session.namespace.clone(), args.name.clone());
     let store = RevisionStore::new(&session.client, &app);
-    if store.list().await?.is_empty() {
+    if store.history().await?.is_empty() {
         bail!(
             "application {} has no revisions in namespace {}: nothing to uninstall",
             app.name,
@@ -300,7 +304,7 @@ pub async fn uninstall(
                 wait: parse_duration(&args.lock_timeout)?,
                 ..LockOptions::default()
             },
-            ..SyncOptions::new("uninstall", engine::cli_trigger())
+            ..SyncOptions::new(Operation::Uninstall, engine::cli_trigger())
         },
         &progress,
     )

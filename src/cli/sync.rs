@@ -15,14 +15,14 @@ use super::target::TargetArgs;
 use super::{ExitStatus, GlobalArgs};
 use crate::cluster;
 use crate::history::RevisionStore;
-use crate::history::lease::{LockOptions, default_holder};
+use crate::identity::AppIdentity;
 use crate::spec::parse_duration;
 use crate::sync::apply::{ApplyOptions, gate};
 use crate::sync::diff::{display_name, unified_diff};
-use crate::sync::engine::{self, SyncOptions};
+use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
 use crate::sync::health::HealthState;
-use crate::sync::identity::AppIdentity;
 use crate::sync::kinds::Kinds;
+use crate::sync::lock::{LockOptions, default_holder};
 use crate::sync::plan::{Action, Plan, PlanOptions};
 use crate::sync::prune::{PruneDecision, PruneOptions};
 
@@ -171,7 +171,8 @@ pub async fn diff(
         &desired,
         args.prune.plan_options(),
     )
-    .await?;
+    .await?
+    .plan;
     match args.output {
         DiffFormat::Diff => print_plan(&plan, out, std::io::stdout().is_terminal())?,
         DiffFormat::Json => {
@@ -205,7 +206,7 @@ pub async fn sync(
             timeout: parse_duration(&args.timeout)?,
             concurrency: args.prune_args.concurrency,
         },
-        description: "sync".into(),
+        operation: Operation::Sync,
         triggered_by: engine::cli_trigger(),
         history_limit: args.history_limit,
         force: args.force,
@@ -236,28 +237,30 @@ pub async fn sync(
 /// Prints how a sync or rollback ended; a failure is an error (exit 2).
 pub(super) fn report_sync(
     app: &AppIdentity,
-    result: engine::SyncResult,
+    outcome: SyncOutcome,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(revision) = result.revision else {
-        writeln!(
-            out,
-            "no changes: {} ({})",
-            app.full(),
-            result.plan.summary()
-        )?;
-        return Ok(ExitStatus::Success);
-    };
-    if let Some(error) = result.error {
-        match result.rolled_back_to {
-            Some(good) => bail!(
-                "revision {revision} of {} failed: {error}; rolled back to revision {good}",
-                app.full()
-            ),
-            None => bail!("revision {revision} of {} failed: {error}", app.full()),
+    let (revision, report) = match outcome {
+        SyncOutcome::Unchanged { plan } => {
+            writeln!(out, "no changes: {} ({})", app.full(), plan.summary())?;
+            return Ok(ExitStatus::Success);
         }
-    }
-    let report = result.report.expect("a deployed revision has a report");
+        SyncOutcome::Failed {
+            revision, failure, ..
+        } => bail!("revision {revision} of {} failed: {failure}", app.full()),
+        SyncOutcome::RolledBack {
+            revision,
+            failure,
+            to,
+            ..
+        } => bail!(
+            "revision {revision} of {} failed: {failure}; rolled back to revision {to}",
+            app.full()
+        ),
+        SyncOutcome::Deployed {
+            revision, report, ..
+        } => (revision, report),
+    };
     let health = match report.health.as_ref().map(|h| h.state) {
         Some(HealthState::Healthy) => "healthy",
         None => "health not checked",

@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
+use crate::identity::AppIdentity;
 use crate::render::{SetValue, ValuesLayer};
 use crate::source::{Credentials, HostKeys, Repo, Secret, SourceCache, SourceOptions};
 use crate::spec::Application;
 use crate::sync::engine::{SourceSpec, Target};
-use crate::sync::identity::AppIdentity;
 
 /// Git credentials, from files and environment variables only.
 #[derive(Debug, Clone, clap::Args)]
@@ -158,7 +158,8 @@ impl TargetArgs {
             let credentials = if self.credentials.given() {
                 self.credentials.credentials()?
             } else if let Some(secret) = &application.spec.source.secret_ref {
-                crate::cluster::read_git_credentials(client, &app_namespace, &secret.name).await?
+                crate::source::auth::read_credentials_secret(client, &app_namespace, &secret.name)
+                    .await?
             } else {
                 Credentials::None
             };

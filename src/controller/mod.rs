@@ -15,6 +15,7 @@
 //! over at once.
 
 pub mod metrics;
+pub mod policy;
 pub mod reconcile;
 pub mod status;
 
@@ -42,12 +43,12 @@ pub const LEADER_LEASE: &str = "windlass-controller";
 pub enum Error {
     #[error("{0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("writing status: {0}")]
-    Status(String),
-    #[error("deleting the application's objects: {0}")]
-    Cleanup(String),
-    #[error("API discovery failed: {0}")]
-    Discovery(String),
+    #[error("writing status")]
+    Status(#[source] crate::cluster::ApiError),
+    #[error("deleting the application's objects and records")]
+    Cleanup(#[source] crate::sync::engine::EngineError),
+    #[error(transparent)]
+    Discovery(crate::sync::kinds::DiscoveryError),
     #[error("leader election: {0}")]
     Leader(String),
     #[error("the leader Lease was lost: stopping, so that two controllers never write at once")]
@@ -148,9 +149,7 @@ pub async fn run(
         None
     };
 
-    let kinds = Kinds::discover(&client)
-        .await
-        .map_err(|e| Error::Discovery(e.to_string()))?;
+    let kinds = Kinds::discover(&client).await.map_err(Error::Discovery)?;
     let context = Arc::new(Context::new(
         client.clone(),
         Arc::new(kinds),

@@ -25,22 +25,25 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::{Span, debug, info, instrument, warn};
 
 use super::Error;
 use super::metrics::{AppLabels, Metrics, ResultLabels, WriteLabels};
+use super::policy::{self, Decision, Facts, Failure, Requeue, Verdict};
 use super::status::{self, Applied, Observation, State};
-use crate::history::{RevisionStatus, RevisionStore};
+use crate::cluster::chain;
+use crate::history::{History, RevisionStore};
+use crate::identity::FIELD_MANAGER;
 use crate::render::Capabilities;
 use crate::source::{Credentials, SourceCache};
-use crate::spec::{Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION};
-use crate::sync::apply::ApplyOptions;
+use crate::spec::{Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION, Reason};
 use crate::sync::drift::Drift;
-use crate::sync::engine::{self, Desired, EngineError, SourceSpec, SyncOptions, Target};
-use crate::sync::identity::FIELD_MANAGER;
+use crate::sync::engine::{
+    self, Desired, EngineError, Operation, SourceSpec, SyncOptions, SyncOutcome, Target,
+};
 use crate::sync::kinds::Kinds;
 use crate::sync::plan::PlanOptions;
 use git2::Oid;
@@ -49,8 +52,6 @@ use git2::Oid;
 const DEPENDENCY_RETRY: Duration = Duration::from_secs(5);
 /// The first retry after an error; it doubles up to the interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
-/// Objects named in a condition or Event message; the rest are counted.
-const OBJECTS_SHOWN: usize = 10;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -169,16 +170,6 @@ fn labels(application: &Application) -> AppLabels {
     }
 }
 
-/// What one reconcile decided: the status, the Events, when to come back.
-struct Outcome {
-    observation: Observation,
-    events: Vec<Event>,
-    /// The status to write before a long operation (a sync), if any.
-    result: &'static str,
-    requeue: Duration,
-    failed: bool,
-}
-
 #[instrument(skip_all, fields(app = %key(&application), revision, commit))]
 async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key(&application);
@@ -220,27 +211,27 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
     }
     // Boxed as `dyn Future + Send` here, where every lifetime is concrete:
     // rustc cannot prove the engine's futures Send for all lifetimes.
-    let decision: futures::future::BoxFuture<'_, Outcome> =
+    let decision: futures::future::BoxFuture<'_, Verdict> =
         Box::pin(decide(&application, &context, asked));
-    let mut outcome = decision.await;
-    outcome.observation.generation = generation;
-    outcome.observation.deletion_policy = Some(deletion_policy(&application).to_string());
+    let mut verdict = decision.await;
+    verdict.observation.generation = generation;
+    verdict.observation.deletion_policy = Some(deletion_policy(&application).to_string());
     if asked {
-        outcome.observation.handled_request = requested;
+        verdict.observation.handled_request = requested;
     }
-    if outcome.failed {
+    if verdict.failed() {
         // The same failure again: the status says it already; no new Event.
         let repeated = application.condition(status::READY).is_some_and(|c| {
-            matches!(&outcome.observation.state,
+            matches!(&verdict.observation.state,
                 Some(State::NotReady { reason, message, .. })
-                    if *reason == c.reason && *message == c.message)
+                    if reason.as_str() == c.reason && *message == c.message)
         });
         if repeated {
-            outcome.events.clear();
+            verdict.events.clear();
         }
     }
-    write_status(&application, &context, &outcome.observation).await?;
-    for event in &outcome.events {
+    write_status(&application, &context, &verdict.observation).await?;
+    for event in &verdict.events {
         publish(&application, &context, event).await;
     }
 
@@ -251,27 +242,27 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         .get_or_create(&ResultLabels {
             namespace: labels.namespace.clone(),
             name: labels.name.clone(),
-            result: outcome.result.to_string(),
+            result: verdict.reason.metric_result().to_string(),
         })
         .inc();
     metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    let ready = application_ready(application.status.as_ref(), &outcome.observation);
+    let ready = application_ready(application.status.as_ref(), &verdict.observation);
     metrics.ready.get_or_create(&labels).set(i64::from(ready));
 
     let failures = context.remember(&key, |memory| {
-        memory.failures = if outcome.failed {
+        memory.failures = if verdict.failed() {
             memory.failures + 1
         } else {
             0
         };
         memory.failures
     });
-    let requeue = if outcome.failed {
-        backoff(failures, interval)
-    } else {
-        outcome.requeue
+    let requeue = match verdict.requeue {
+        Requeue::Backoff => backoff(failures, interval),
+        Requeue::Interval => jitter(interval),
+        Requeue::Soon => DEPENDENCY_RETRY.min(interval),
     };
     context.remember(&key, |memory| {
         memory.seen = seen;
@@ -299,167 +290,51 @@ fn application_ready(old: Option<&ApplicationStatus>, observation: &Observation)
     }
 }
 
-fn not_ready(reason: &str, message: String, stalled: bool) -> State {
-    State::NotReady {
-        reason: reason.to_string(),
-        message,
-        stalled,
+/// Everything between "the reconcile is due" and "write the status": every
+/// early exit is a [`Failure`], every rule is in [`policy`].
+async fn decide(application: &Application, context: &Context, asked: bool) -> Verdict {
+    match gather_and_act(application, context, asked).await {
+        Ok(verdict) => verdict,
+        Err(failure) => policy::failed(failure),
     }
 }
 
-fn failure(reason: &str, message: String) -> Outcome {
-    Outcome {
-        observation: Observation {
-            state: Some(not_ready(reason, message.clone(), false)),
-            ..Observation::default()
-        },
-        events: vec![warning("SyncFailed", "Sync", message)],
-        result: "failure",
-        requeue: Duration::ZERO,
-        failed: true,
-    }
-}
-
-fn normal(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Normal,
-        reason: reason.to_string(),
-        note: Some(cut(note)),
-        action: action.to_string(),
-        secondary: None,
-    }
-}
-
-fn warning(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Warning,
-        reason: reason.to_string(),
-        note: Some(cut(note)),
-        action: action.to_string(),
-        secondary: None,
-    }
-}
-
-/// Event notes are limited to 1 kB.
-fn cut(mut text: String) -> String {
-    if text.len() > 1000 {
-        let mut end = 997;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(7)]
-}
-
-/// Everything between "the reconcile is due" and "write the status".
-async fn decide(application: &Application, context: &Context, asked: bool) -> Outcome {
-    let key = key(application);
-    let interval = application.interval().unwrap_or(Duration::from_secs(60));
-    let old = application.status.clone().unwrap_or_default();
-
-    // 1. Dependencies: each Ready at its current revision.
+async fn gather_and_act(
+    application: &Application,
+    context: &Context,
+    asked: bool,
+) -> Result<Verdict, Failure> {
     if let Some(waiting) = unready_dependency(application, context).await {
-        return Outcome {
-            observation: Observation {
-                state: Some(not_ready("DependencyNotReady", waiting, false)),
-                ..Observation::default()
-            },
-            events: Vec::new(),
-            result: "skipped",
-            requeue: DEPENDENCY_RETRY.min(interval),
-            failed: false,
-        };
+        return Ok(policy::waiting_for_dependency(waiting));
     }
-
-    // 2. The target, with credentials from secretRef.
-    let namespace = application.namespace().unwrap_or_default();
-    let credentials = match &application.spec.source.secret_ref {
-        Some(secret) => {
-            match crate::cluster::read_git_credentials(&context.client, &namespace, &secret.name)
-                .await
-            {
-                Ok(credentials) => credentials,
-                Err(error) => return failure("CredentialsFailed", error.to_string()),
-            }
-        }
-        None => Credentials::None,
-    };
-    let target =
-        match Target::from_application(application, credentials, &format!("Application {key}")) {
-            Ok(target) => target,
-            Err(error) => return failure("SourceFailed", format!("git: {error}")),
-        };
-    let SourceSpec::Git {
-        repo, reference, ..
-    } = &target.source
-    else {
-        unreachable!("an Application's source is a git repository");
-    };
-
-    // 3. Resolve the ref.
-    let fetch_started = Instant::now();
-    let resolved = match context.cache.resolve(repo, reference).await {
-        Ok(resolved) => resolved,
-        Err(error) => return failure("GitFailed", format!("git: {error}")),
-    };
-    context
-        .metrics
-        .git_fetch_duration
-        .observe(fetch_started.elapsed().as_secs_f64());
-    let commit = resolved.commit.to_string();
-    Span::current().record("commit", short(&commit));
-
-    // 4. Render, unless nothing under the path changed since the last render.
-    let rendered = match desired(application, context, &target, &resolved).await {
-        Ok(rendered) => rendered,
-        Err(error) => {
-            let mut outcome = match &error {
-                EngineError::Render { what, error } => failure(
-                    "RenderFailed",
-                    format!("render failed: {error} (in {what})"),
-                ),
-                EngineError::Source(error) => failure("GitFailed", format!("git: {error}")),
-                other => failure("RenderFailed", format!("render failed: {other}")),
-            };
-            outcome.observation.attempted_commit = Some(commit);
-            return outcome;
-        }
-    };
+    let target = target(application, context).await?;
+    let resolved = resolve(&target, context).await?;
+    let rendered = desired(application, context, &target, &resolved)
+        .await
+        .map_err(|error| render_failure(&error).at(&resolved.commit.to_string()))?;
     let desired = &rendered.desired;
     // The commit whose content this is: a newer commit that changed nothing
     // under the path reuses the render, and the status keeps naming the
     // commit rendered (so an unrelated commit writes nothing).
     let commit = rendered.commit.to_string();
-    Span::current().record("commit", short(&commit));
-
-    // 5. Plan against the cluster.
-    let plan_options = plan_options();
-    let plan = match engine::plan(
+    Span::current().record("commit", policy::short(&commit));
+    let planned = engine::plan(
         &context.client,
         &context.kinds,
         &target.app,
         desired,
-        plan_options,
+        PlanOptions::default(),
     )
     .await
-    {
-        Ok(plan) => plan,
-        Err(error) => {
-            let mut outcome = failure("PlanFailed", format!("plan failed: {error}"));
-            outcome.observation.attempted_commit = Some(commit);
-            return outcome;
-        }
-    };
+    .map_err(|e| {
+        Failure::new(Reason::PlanFailed, format!("plan failed: {}", chain(&e))).at(&commit)
+    })?;
+
+    let old = application.status.clone().unwrap_or_default();
     let same_as_applied = old.last_applied_revision.is_some()
         && old.manifest_digest.as_deref() == Some(desired.rendered.manifest_digest.as_str());
     let drift = if same_as_applied {
-        Drift::from_plan(&plan)
+        Drift::from_plan(&planned.plan)
     } else {
         Drift::default()
     };
@@ -468,313 +343,148 @@ async fn decide(application: &Application, context: &Context, asked: bool) -> Ou
         .drifted_objects
         .get_or_create(&labels(application))
         .set(drift.objects.len() as i64);
-
-    let mut observation = Observation {
-        attempted_commit: Some(commit.clone()),
-        ..Observation::default()
+    let drift_reported = application
+        .condition(status::DRIFTED)
+        .map(|c| c.message.as_str());
+    let name = application.name_any();
+    let facts = Facts {
+        name: &name,
+        commit: &commit,
+        asked,
+        automated: application.spec.sync.automated,
+        self_heal: application.spec.sync.self_heal,
+        has_changes: planned.plan.has_changes(),
+        plan_summary: planned.plan.summary(),
+        same_as_applied,
+        drift: &drift,
+        drift_reported,
+        applied: (
+            old.last_applied_revision.map(|r| r as u64),
+            old.last_applied_commit.as_deref(),
+        ),
+        manifest_digest: &desired.rendered.manifest_digest,
+        object_count: desired.rendered.objects.len(),
     };
-    let done = |observation: Observation, events: Vec<Event>, result: &'static str| Outcome {
-        observation,
-        events,
-        result,
-        requeue: jitter(interval),
-        failed: false,
-    };
-
-    // 6. Nothing to write: the applied revision is live.
-    if !plan.has_changes() {
-        let applied = if same_as_applied {
-            None
-        } else {
+    Ok(match policy::decide(&facts) {
+        Decision::InSync => {
             // Applied by someone else (the CLI) or before this status existed.
-            live_revision(&context.client, &target.app).await
-        };
-        let (revision, applied_commit) = match &applied {
-            Some(applied) => (Some(applied.revision), applied.commit.clone()),
-            None => (
-                old.last_applied_revision.map(|r| r as u64),
-                old.last_applied_commit.clone(),
-            ),
-        };
-        if let Some(revision) = revision {
-            Span::current().record("revision", revision);
+            let live = match same_as_applied {
+                true => None,
+                false => live_revision(&context.client, &target.app, &planned.history).await,
+            };
+            policy::in_sync(&facts, live)
         }
-        observation.applied = applied;
-        observation.held_back_commit = Some(None);
-        observation.drift = Some(None);
-        observation.state = Some(State::Ready {
-            reason: "Succeeded".into(),
-            message: applied_message(revision, applied_commit.as_deref()),
-        });
-        return done(observation, Vec::new(), "success");
-    }
-
-    // 7. Changes the policy does not allow to apply now.
-    let automated = application.spec.sync.automated;
-    let self_heal = application.spec.sync.self_heal;
-    let may_sync = asked || (automated && (!same_as_applied || self_heal));
-    if !may_sync {
-        let mut events = Vec::new();
-        if same_as_applied {
-            let summary = drift.summary(OBJECTS_SHOWN);
-            let already = application
-                .condition(status::DRIFTED)
-                .is_some_and(|c| c.message == summary);
-            if !already {
-                events.push(warning("DriftDetected", "DetectDrift", summary.clone()));
+        Decision::ReportDrift => policy::drift_reported(&facts),
+        Decision::OutOfSync => policy::out_of_sync(&facts),
+        Decision::Sync(operation) => {
+            if let Err(error) =
+                write_status(application, context, &policy::progressing(&facts)).await
+            {
+                warn!(error = %error, "could not mark the Application as reconciling");
             }
-            observation.drift = Some(Some(summary));
-        } else {
-            observation.state = Some(not_ready(
-                "OutOfSync",
-                format!(
-                    "commit {} is not applied ({}); automated sync is off: run `windlass reconcile {}`",
-                    short(&commit),
-                    plan.summary(),
-                    application.name_any()
-                ),
-                false,
-            ));
+            let options = SyncOptions::for_application(application, operation, &context.identity);
+            let progress = |line: &str| info!("{line}");
+            // The plan made above is fresh: the engine does not dry-run it again.
+            let result = engine::sync_planned(
+                &context.client,
+                &context.kinds,
+                &target.app,
+                desired,
+                Some(planned),
+                &options,
+                &progress,
+            )
+            .await;
+            match result {
+                Ok(outcome) => {
+                    count_writes(application, context, &outcome);
+                    if let Some(number) = outcome.revision() {
+                        Span::current().record("revision", number);
+                    }
+                    policy::after_sync(&facts, &outcome, &engine::now())
+                }
+                Err(error) => policy::sync_refused(&facts, &error),
+            }
         }
-        return done(observation, events, "success");
-    }
+    })
+}
 
-    // 8. Sync.
-    let progressing = Observation {
-        state: Some(State::Progressing {
-            message: format!("applying commit {}: {}", short(&commit), plan.summary()),
-        }),
-        attempted_commit: Some(commit.clone()),
-        ..Observation::default()
+/// The target, with git credentials from `spec.source.secretRef`.
+async fn target(application: &Application, context: &Context) -> Result<Target, Failure> {
+    let namespace = application.namespace().unwrap_or_default();
+    let credentials = match &application.spec.source.secret_ref {
+        Some(secret) => {
+            crate::source::auth::read_credentials_secret(&context.client, &namespace, &secret.name)
+                .await
+                .map_err(|e| Failure::new(Reason::CredentialsFailed, chain(&e)))?
+        }
+        None => Credentials::None,
     };
-    if let Err(error) = write_status(application, context, &progressing).await {
-        warn!(error = %error, "could not mark the Application as reconciling");
-    }
-    let options = sync_options(application, context, plan_options, same_as_applied);
-    let progress = |line: &str| info!("{line}");
-    let plan_summary = plan.summary();
-    // The plan made above is fresh: the engine does not dry-run it again.
-    let result = engine::sync_planned(
-        &context.client,
-        &context.kinds,
-        &target.app,
-        desired,
-        Some(plan),
-        &options,
-        &progress,
+    Target::from_application(
+        application,
+        credentials,
+        &format!("Application {}", key(application)),
     )
-    .await;
-    let result = match result {
-        Ok(result) => result,
-        Err(EngineError::Quarantined { what, revision }) => {
-            observation.held_back_commit = Some(Some(commit.clone()));
-            observation.state = Some(not_ready(
-                "HeldBack",
-                format!(
-                    "{what} failed its health check at revision {revision} and was rolled back; \
-                     it is not applied again until a new commit arrives"
-                ),
-                true,
-            ));
-            return done(observation, Vec::new(), "success");
-        }
-        Err(error) => {
-            // A busy lock (someone runs `windlass sync` by hand) is retried.
-            let reason = match &error {
-                EngineError::Lock(_) => "Locked",
-                _ => "SyncFailed",
-            };
-            let mut outcome = failure(reason, format!("sync failed: {error}"));
-            outcome.observation.attempted_commit = Some(commit);
-            return outcome;
-        }
+    .map_err(|e| Failure::new(Reason::SourceFailed, format!("git: {}", chain(&e))))
+}
+
+/// Resolves the Application's ref (one fetch when it moved).
+async fn resolve(target: &Target, context: &Context) -> Result<crate::source::Resolved, Failure> {
+    let SourceSpec::Git {
+        repo, reference, ..
+    } = &target.source
+    else {
+        unreachable!("an Application's source is a git repository");
     };
+    let started = Instant::now();
+    let resolved = context
+        .cache
+        .resolve(repo, reference)
+        .await
+        .map_err(|e| Failure::new(Reason::GitFailed, format!("git: {}", chain(&e))))?;
+    context
+        .metrics
+        .git_fetch_duration
+        .observe(started.elapsed().as_secs_f64());
+    Span::current().record("commit", policy::short(&resolved.commit.to_string()));
+    Ok(resolved)
+}
 
-    let mut events = Vec::new();
-    if let Some(report) = &result.report {
-        let writes = &context.metrics.apply_requests;
-        let labels = labels(application);
-        let count = |operation: &str, n: usize| {
-            writes
-                .get_or_create(&WriteLabels {
-                    namespace: labels.namespace.clone(),
-                    name: labels.name.clone(),
-                    operation: operation.to_string(),
-                })
-                .inc_by(n as u64);
-        };
-        count("apply", report.created.len() + report.updated.len());
-        count("delete", report.deleted.len());
-        if !report.deleted.is_empty() {
-            let names: Vec<String> = report
-                .deleted
-                .iter()
-                .take(OBJECTS_SHOWN)
-                .map(crate::sync::diff::display_name)
-                .collect();
-            events.push(normal(
-                "Pruned",
-                "Prune",
-                format!(
-                    "deleted {} object(s): {}",
-                    report.deleted.len(),
-                    names.join(", ")
-                ),
-            ));
+fn render_failure(error: &EngineError) -> Failure {
+    match error {
+        EngineError::Render { what, error } => Failure::new(
+            Reason::RenderFailed,
+            format!("render failed: {error} (in {what})"),
+        ),
+        EngineError::Source(error) => {
+            Failure::new(Reason::GitFailed, format!("git: {}", chain(error)))
         }
-    }
-    let number = result.revision.unwrap_or_default();
-    Span::current().record("revision", number);
-    match (result.status, result.rolled_back_to) {
-        (None, _) => {
-            // Another writer made it current meanwhile.
-            observation.applied = live_revision(&context.client, &target.app).await;
-            observation.drift = Some(None);
-            observation.held_back_commit = Some(None);
-            let applied = observation.applied.clone();
-            observation.state = Some(State::Ready {
-                reason: "Succeeded".into(),
-                message: applied_message(
-                    applied.as_ref().map(|a| a.revision),
-                    applied.as_ref().and_then(|a| a.commit.as_deref()),
-                ),
-            });
-            done(observation, events, "success")
-        }
-        (Some(RevisionStatus::Deployed), _) => {
-            observation.applied = Some(Applied {
-                revision: number,
-                commit: Some(commit.clone()),
-                manifest_digest: desired.rendered.manifest_digest.clone(),
-                object_count: desired.rendered.objects.len(),
-                sync_time: engine::now(),
-            });
-            observation.drift = Some(None);
-            observation.held_back_commit = Some(None);
-            observation.state = Some(State::Ready {
-                reason: "Succeeded".into(),
-                message: applied_message(Some(number), Some(&commit)),
-            });
-            if same_as_applied && !drift.is_empty() {
-                events.push(normal(
-                    "DriftCorrected",
-                    "SelfHeal",
-                    format!(
-                        "re-applied revision {number}: {}",
-                        drift.summary(OBJECTS_SHOWN)
-                    ),
-                ));
-            } else {
-                events.push(normal(
-                    "SyncSucceeded",
-                    "Sync",
-                    format!(
-                        "revision {number}: commit {}: {}",
-                        short(&commit),
-                        plan_summary
-                    ),
-                ));
-            }
-            done(observation, events, "success")
-        }
-        (Some(_), Some(target_revision)) => {
-            let cause = result.error.clone().unwrap_or_default();
-            events.push(warning(
-                "HealthCheckFailed",
-                "Sync",
-                format!("revision {number} (commit {}): {cause}", short(&commit)),
-            ));
-            events.push(warning(
-                "RolledBack",
-                "Rollback",
-                format!(
-                    "rolled back to revision {target_revision}; commit {} is held back until a new commit arrives",
-                    short(&commit)
-                ),
-            ));
-            observation.applied = live_revision(&context.client, &target.app).await;
-            observation.held_back_commit = Some(Some(commit.clone()));
-            observation.drift = Some(None);
-            observation.state = Some(not_ready(
-                "HeldBack",
-                format!(
-                    "commit {} failed at revision {number} ({cause}) and was rolled back to \
-                     revision {target_revision}; push a new commit",
-                    short(&commit)
-                ),
-                true,
-            ));
-            Outcome {
-                observation,
-                events,
-                result: "failure",
-                requeue: jitter(interval),
-                failed: false,
-            }
-        }
-        (Some(_), None) => {
-            let cause = result.error.clone().unwrap_or_default();
-            let health_failed = cause.starts_with("health check failed");
-            let reason = if health_failed {
-                "HealthCheckFailed"
-            } else {
-                "SyncFailed"
-            };
-            let mut outcome = failure(
-                reason,
-                format!("revision {number} (commit {}): {cause}", short(&commit)),
-            );
-            outcome.events = events;
-            outcome.events.push(warning(
-                reason,
-                "Sync",
-                format!("revision {number} (commit {}): {cause}", short(&commit)),
-            ));
-            outcome.observation.attempted_commit = Some(commit);
-            outcome
-        }
+        other => Failure::new(
+            Reason::RenderFailed,
+            format!("render failed: {}", chain(other)),
+        ),
     }
 }
 
-fn applied_message(revision: Option<u64>, commit: Option<&str>) -> String {
-    match (revision, commit) {
-        (Some(revision), Some(commit)) => {
-            format!("revision {revision} is applied: commit {}", short(commit))
-        }
-        (Some(revision), None) => format!("revision {revision} is applied"),
-        _ => "the cluster matches the source".to_string(),
-    }
-}
-
-/// Prune's guards stay on: no prune on an empty render, no Namespaces,
-/// CRDs or PVCs.
-fn plan_options() -> PlanOptions {
-    PlanOptions::default()
-}
-
-fn sync_options(
-    application: &Application,
-    context: &Context,
-    plan: PlanOptions,
-    self_heal: bool,
-) -> SyncOptions {
-    let mut options = SyncOptions::new(
-        if self_heal { "self-heal" } else { "sync" },
-        context.identity.clone(),
-    );
-    options.plan = plan;
-    options.apply = ApplyOptions {
-        prune: application.spec.sync.prune,
-        wait: application.spec.sync.wait.unwrap_or(true),
-        timeout: application
-            .health_timeout()
-            .unwrap_or(Duration::from_secs(300)),
-        ..ApplyOptions::default()
+/// Counts the sync's writes in `windlass_apply_requests_total`.
+fn count_writes(application: &Application, context: &Context, outcome: &SyncOutcome) {
+    let Some(report) = outcome.report() else {
+        return;
     };
-    options.history_limit = application.history_limit();
-    options.rollback_on_failure = application.spec.rollback.on_health_failure;
-    options.holder = format!("{}:{}", context.identity, key(application));
-    options
+    let labels = labels(application);
+    let count = |operation: &str, n: usize| {
+        context
+            .metrics
+            .apply_requests
+            .get_or_create(&WriteLabels {
+                namespace: labels.namespace.clone(),
+                name: labels.name.clone(),
+                operation: operation.to_string(),
+            })
+            .inc_by(n as u64);
+    };
+    count("apply", report.created.len() + report.updated.len());
+    count("delete", report.deleted.len());
 }
 
 /// The render for this commit: the remembered one when the spec, the values,
@@ -899,18 +609,16 @@ pub fn ready_at_current_revision(application: &Application) -> Result<(), String
     Ok(())
 }
 
-/// The newest deployed revision in the store, as status shows it.
+/// The deployed revision in the records, as status shows it.
 async fn live_revision(
     client: &kube::Client,
-    app: &crate::sync::identity::AppIdentity,
+    app: &crate::identity::AppIdentity,
+    history: &History,
 ) -> Option<Applied> {
-    let store = RevisionStore::new(client, app);
-    let headers = store.list().await.ok()?;
-    let header = headers
-        .iter()
-        .rev()
-        .find(|h| h.status == Some(RevisionStatus::Deployed))?;
-    let record = store.load(header.number).await.ok()?;
+    let record = RevisionStore::new(client, app)
+        .load(history.live()?)
+        .await
+        .ok()?;
     Some(Applied {
         revision: record.revision,
         commit: record.commit().map(str::to_string),
@@ -950,7 +658,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|e| Error::Status(crate::cluster::explain(&e)))?;
+    .map_err(|e| Error::Status(e.into()))?;
     Ok(())
 }
 
@@ -966,12 +674,12 @@ async fn publish(application: &Application, context: &Context, event: &Event) {
 #[instrument(skip_all, fields(app = %key(&application)))]
 async fn cleanup(application: Arc<Application>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key(&application);
-    let app = crate::sync::identity::AppIdentity::new(
+    let app = crate::identity::AppIdentity::new(
         application.namespace().unwrap_or_default(),
         application.name_any(),
     );
-    let mut options = SyncOptions::new("uninstall", context.identity.clone());
-    options.holder = format!("{}:{key}", context.identity);
+    let options =
+        SyncOptions::for_application(&application, Operation::Uninstall, &context.identity);
     let progress = |line: &str| info!("{line}");
     if application.spec.sync.prune {
         let report = engine::uninstall(
@@ -984,7 +692,7 @@ async fn cleanup(application: Arc<Application>, context: Arc<Context>) -> Result
             &progress,
         )
         .await
-        .map_err(|e| Error::Cleanup(e.to_string()))?;
+        .map_err(Error::Cleanup)?;
         info!(
             deleted = report.deleted.len(),
             kept = report.kept.len(),
@@ -992,16 +700,14 @@ async fn cleanup(application: Arc<Application>, context: Arc<Context>) -> Result
         );
     } else {
         let store = RevisionStore::new(&context.client, &app);
-        let headers = store
-            .list()
+        let history = store
+            .history()
             .await
-            .map_err(|e| Error::Cleanup(e.to_string()))?;
-        for header in headers {
-            store
-                .delete(header.number)
-                .await
-                .map_err(|e| Error::Cleanup(e.to_string()))?;
-        }
+            .map_err(|e| Error::Cleanup(e.into()))?;
+        store
+            .delete_all(&history)
+            .await
+            .map_err(|e| Error::Cleanup(e.into()))?;
         info!("orphaned its objects: the Application was deleted and sync.prune is off");
     }
     context.metrics.forget(&labels(&application));

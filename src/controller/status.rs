@@ -15,24 +15,20 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::spec::ApplicationStatus;
-
-pub const READY: &str = "Ready";
-pub const RECONCILING: &str = "Reconciling";
-pub const STALLED: &str = "Stalled";
-pub const DRIFTED: &str = "Drifted";
+pub use crate::spec::condition::{DRIFTED, READY, RECONCILING, STALLED};
+use crate::spec::{ApplicationStatus, Reason};
 
 /// Where the application stands after a reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     /// The applied revision is live and healthy (Ready=True).
-    Ready { reason: String, message: String },
+    Ready { reason: Reason, message: String },
     /// A sync is under way (Ready=Unknown, Reconciling=True).
     Progressing { message: String },
     /// Something is wrong (Ready=False). `stalled`: retrying will not help
     /// until the user acts (Stalled=True).
     NotReady {
-        reason: String,
+        reason: Reason,
         message: String,
         stalled: bool,
     },
@@ -101,8 +97,8 @@ pub fn next_status(
                 (("True", reason.as_str(), message.as_str()), None, None)
             }
             State::Progressing { message } => (
-                ("Unknown", "Progressing", message.as_str()),
-                Some(("True", "Progressing", message.as_str())),
+                ("Unknown", Reason::Progressing.as_str(), message.as_str()),
+                Some(("True", Reason::Progressing.as_str(), message.as_str())),
                 None,
             ),
             State::NotReady {
@@ -189,7 +185,7 @@ mod tests {
         Observation {
             generation: Some(1),
             state: Some(State::Ready {
-                reason: "Succeeded".into(),
+                reason: Reason::Succeeded,
                 message: message.into(),
             }),
             ..Observation::default()
@@ -217,7 +213,7 @@ mod tests {
         );
         let failed = Observation {
             state: Some(State::NotReady {
-                reason: "RenderFailed".into(),
+                reason: Reason::RenderFailed,
                 message: "render failed".into(),
                 stalled: false,
             }),
@@ -251,7 +247,7 @@ mod tests {
     fn stalled_and_drifted_appear_and_go() {
         let held = Observation {
             state: Some(State::NotReady {
-                reason: "HeldBack".into(),
+                reason: Reason::HeldBack,
                 message: "commit abc failed".into(),
                 stalled: true,
             }),

@@ -9,9 +9,10 @@
 //! [`record`] is the model and its encoding (pure); [`store`] reads and
 //! writes the Secrets.
 
-pub mod lease;
+pub mod policy;
 pub mod record;
 pub mod store;
 
+pub use policy::{History, RevisionHeader};
 pub use record::{RevisionRecord, RevisionStatus};
 pub use store::{RevisionStore, StoreError};

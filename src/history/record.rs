@@ -49,6 +49,14 @@ impl RevisionStatus {
         }
     }
 
+    /// Applied and healthy (now, or before it was replaced).
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            RevisionStatus::Deployed | RevisionStatus::Superseded | RevisionStatus::RolledBack
+        )
+    }
+
     pub fn parse(text: &str) -> Option<RevisionStatus> {
         [
             RevisionStatus::Pending,
@@ -76,6 +84,16 @@ pub enum RecordSource {
     Directory {
         path: String,
     },
+}
+
+impl RecordSource {
+    /// The commit, for git sources.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            RecordSource::Git { commit, .. } => Some(commit),
+            RecordSource::Directory { .. } => None,
+        }
+    }
 }
 
 /// One object of the inventory.
@@ -125,11 +143,33 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+/// How a revision's health check ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordedHealth {
+    Healthy,
+    Failed,
+    TimedOut,
+    /// `--no-wait`, or `sync.wait: false`.
+    #[default]
+    NotChecked,
+}
+
+impl RecordedHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordedHealth::Healthy => "healthy",
+            RecordedHealth::Failed => "failed",
+            RecordedHealth::TimedOut => "timed-out",
+            RecordedHealth::NotChecked => "not-checked",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSummary {
-    /// `healthy`, `failed`, `timed-out` or `not-checked`.
-    pub state: String,
+    pub state: RecordedHealth,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unhealthy: Vec<String>,
 }
@@ -187,18 +227,12 @@ impl RevisionRecord {
     /// Whether it applied and passed its health check (now or before it was
     /// replaced).
     pub fn succeeded(&self) -> bool {
-        matches!(
-            self.status,
-            RevisionStatus::Deployed | RevisionStatus::Superseded | RevisionStatus::RolledBack
-        )
+        self.status.succeeded()
     }
 
     /// The commit it came from, for git sources.
     pub fn commit(&self) -> Option<&str> {
-        match &self.source {
-            RecordSource::Git { commit, .. } => Some(commit),
-            RecordSource::Directory { .. } => None,
-        }
+        self.source.commit()
     }
 
     pub fn inventory_ids(&self) -> Vec<ObjectId> {

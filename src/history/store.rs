@@ -20,10 +20,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use sha2::{Digest, Sha256};
 
+use super::policy::{History, RevisionHeader};
 use super::record::{self, RevisionRecord, RevisionStatus};
-use crate::cluster::explain;
+use crate::cluster::ApiError;
+use crate::identity::{AppIdentity, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::render::ObjectId;
-use crate::sync::identity::{AppIdentity, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY};
 
 pub const SECRET_TYPE: &str = "windlass.dev/revision.v1";
 const LABEL_REVISION: &str = "windlass.dev/revision";
@@ -31,6 +32,11 @@ const LABEL_PART: &str = "windlass.dev/revision-part";
 const LABEL_STATUS: &str = "windlass.dev/status";
 const ANNOTATION_CHUNKS: &str = "windlass.dev/chunks";
 const ANNOTATION_SHA256: &str = "windlass.dev/record-sha256";
+// What `history::policy` needs of a record, readable from one LIST.
+const ANNOTATION_QUARANTINED: &str = "windlass.dev/quarantined";
+const ANNOTATION_COMMIT: &str = "windlass.dev/commit";
+const ANNOTATION_VALUES_DIGEST: &str = "windlass.dev/values-digest";
+const ANNOTATION_MANIFEST_DIGEST: &str = "windlass.dev/manifest-digest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,20 +53,13 @@ pub enum StoreError {
          is running, or just ran; try again"
     )]
     Taken { app: String, number: u64 },
-    #[error("application {app}: revision records in namespace {namespace}: {reason}")]
+    #[error("application {app}: revision records in namespace {namespace}")]
     Api {
         app: String,
         namespace: String,
-        reason: String,
+        #[source]
+        source: ApiError,
     },
-}
-
-/// What the labels of a record say, without reading its payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevisionHeader {
-    pub number: u64,
-    pub status: Option<RevisionStatus>,
-    pub secret: String,
 }
 
 pub struct RevisionStore {
@@ -81,7 +80,7 @@ impl RevisionStore {
         StoreError::Api {
             app: self.app.full(),
             namespace: self.app.namespace.clone(),
-            reason: explain(&error),
+            source: error.into(),
         }
     }
 
@@ -96,34 +95,35 @@ impl RevisionStore {
         format!("windlass.{hex}.v{number}")
     }
 
-    /// Every revision, oldest first (labels only: no payloads transferred).
-    pub async fn list(&self) -> Result<Vec<RevisionHeader>, StoreError> {
+    /// Every revision's header, oldest first: one LIST of metadata (labels
+    /// and annotations; no payloads transferred).
+    pub async fn history(&self) -> Result<History, StoreError> {
         let selector = format!("{LABEL_APP}={},{LABEL_REVISION}", self.app.label_value());
         let list = self
             .api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| self.api_error(e))?;
-        let mut headers: Vec<RevisionHeader> = list
+        let headers = list
             .items
             .into_iter()
             .filter_map(|secret| {
                 let labels = secret.metadata.labels.unwrap_or_default();
+                let annotations = secret.metadata.annotations.unwrap_or_default();
+                let annotation = |key: &str| annotations.get(key).cloned();
                 Some(RevisionHeader {
                     number: labels.get(LABEL_REVISION)?.parse().ok()?,
                     status: labels
                         .get(LABEL_STATUS)
                         .and_then(|s| RevisionStatus::parse(s)),
-                    secret: secret.metadata.name?,
+                    quarantined: annotation(ANNOTATION_QUARANTINED).as_deref() == Some("true"),
+                    commit: annotation(ANNOTATION_COMMIT),
+                    values_digest: annotation(ANNOTATION_VALUES_DIGEST),
+                    manifest_digest: annotation(ANNOTATION_MANIFEST_DIGEST),
                 })
             })
             .collect();
-        headers.sort_by_key(|h| h.number);
-        Ok(headers)
-    }
-
-    pub async fn next_number(&self) -> Result<u64, StoreError> {
-        Ok(self.list().await?.last().map(|h| h.number + 1).unwrap_or(1))
+        Ok(History::new(headers))
     }
 
     /// Reads and checks one record.
@@ -249,7 +249,7 @@ impl RevisionStore {
     /// on our own fields).
     async fn replace(&self, secret: &Secret) -> Result<(), StoreError> {
         let name = secret.metadata.name.clone().unwrap_or_default();
-        let params = kube::api::PatchParams::apply(crate::sync::identity::FIELD_MANAGER).force();
+        let params = kube::api::PatchParams::apply(crate::identity::FIELD_MANAGER).force();
         self.api
             .patch(&name, &params, &kube::api::Patch::Apply(secret))
             .await
@@ -284,31 +284,38 @@ impl RevisionStore {
         }
     }
 
-    /// The inventory a new sync must treat as "previous": the newest record
-    /// that finished (deployed or failed) plus every newer pending one. A
+    /// The inventory a new sync must treat as "previous": the union of the
+    /// inventories of [`History::inventory_sources`] (the newest finished
+    /// record plus every newer pending one), and that finished record. A
     /// sync that crashed after writing its pending record and part of its
     /// objects is thereby never forgotten: its objects are adopted or pruned
     /// by the next sync, and so are those of the last finished revision.
     pub async fn previous_inventory(
         &self,
+        history: &History,
     ) -> Result<(Vec<ObjectId>, Option<RevisionRecord>), StoreError> {
-        let headers = self.list().await?;
         let mut inventory: Vec<ObjectId> = Vec::new();
         let mut last_finished = None;
-        for header in headers.iter().rev() {
-            let record = self.load(header.number).await?;
-            let finished = record.status != RevisionStatus::Pending;
+        for number in history.inventory_sources() {
+            let record = self.load(number).await?;
             for id in record.inventory_ids() {
                 if !inventory.iter().any(|known| known.key() == id.key()) {
                     inventory.push(id);
                 }
             }
-            if finished {
+            if record.status != RevisionStatus::Pending {
                 last_finished = Some(record);
-                break;
             }
         }
         Ok((inventory, last_finished))
+    }
+
+    /// Deletes every record of the application.
+    pub async fn delete_all(&self, history: &History) -> Result<usize, StoreError> {
+        for header in history.headers() {
+            self.delete(header.number).await?;
+        }
+        Ok(history.headers().len())
     }
 
     fn secret(
@@ -329,6 +336,7 @@ impl RevisionStore {
                 labels.insert(LABEL_STATUS.into(), record.status.as_str().into());
                 annotations.insert(ANNOTATION_CHUNKS.into(), chunks.to_string());
                 annotations.insert(ANNOTATION_SHA256.into(), sha256.to_string());
+                annotations.extend(header_annotations(record));
             }
             None => {
                 labels.insert(LABEL_PART.into(), record.revision.to_string());
@@ -349,6 +357,40 @@ impl RevisionStore {
             )])),
             ..Default::default()
         }
+    }
+}
+
+/// The annotations [`RevisionStore::history`] reads back into a header.
+fn header_annotations(record: &RevisionRecord) -> Vec<(String, String)> {
+    let mut annotations = vec![
+        (
+            ANNOTATION_VALUES_DIGEST.to_string(),
+            record.values_digest.clone(),
+        ),
+        (
+            ANNOTATION_MANIFEST_DIGEST.to_string(),
+            record.manifest_digest.clone(),
+        ),
+    ];
+    if let Some(commit) = record.commit() {
+        annotations.push((ANNOTATION_COMMIT.to_string(), commit.to_string()));
+    }
+    if record.quarantined {
+        annotations.push((ANNOTATION_QUARANTINED.to_string(), "true".to_string()));
+    }
+    annotations
+}
+
+/// The header a freshly written record has, as [`RevisionStore::history`]
+/// would read it.
+pub fn header_of(record: &RevisionRecord) -> RevisionHeader {
+    RevisionHeader {
+        number: record.revision,
+        status: Some(record.status),
+        quarantined: record.quarantined,
+        commit: record.commit().map(str::to_string),
+        values_digest: Some(record.values_digest.clone()),
+        manifest_digest: Some(record.manifest_digest.clone()),
     }
 }
 

@@ -424,3 +424,40 @@ mod tests {
         assert!(!fingerprint(&blob(KEY_A)).ends_with('='));
     }
 }
+
+/// Git credentials from a Secret (an Application's `spec.source.secretRef`):
+/// `username`/`password`, or `identity` (SSH private key) and `known_hosts`.
+/// Errors name the Secret, never its data.
+pub async fn read_credentials_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Credentials, CredentialsError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let secret = api.get(name).await.map_err(|e| CredentialsError::Read {
+        secret: format!("{namespace}/{name}"),
+        source: e.into(),
+    })?;
+    let data = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    credentials_from_secret_data(&format!("{namespace}/{name}"), &data)
+        .map_err(CredentialsError::Unusable)
+}
+
+/// The git credentials Secret could not be read or used. Never shows its data.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("reading git credentials Secret {secret}")]
+    Read {
+        secret: String,
+        #[source]
+        source: crate::cluster::ApiError,
+    },
+    #[error("{0}")]
+    Unusable(String),
+}

@@ -16,17 +16,18 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
+use super::api::{api_for, get, to_value};
 use super::diff::display_name;
 use super::health::{self, Health, HealthState};
-use super::identity::FIELD_MANAGER;
 use super::kinds::{Kind, Kinds};
 use super::order::{Phase, by_phase, is_crd};
-use super::plan::{Action, Change, Plan, Rejection, api_for, dry_run, get, to_value};
-use super::prune::PruneDecision;
+use super::plan::{Action, Change, Plan, Rejection, dry_run};
+use super::prune::{KeepReason, PruneDecision};
 use crate::cluster::explain;
+use crate::identity::FIELD_MANAGER;
 use crate::render::ObjectId;
 
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +84,7 @@ fn list_rejections(rejections: &[Rejection]) -> String {
         .join("\n")
 }
 
-fn list_failures(failures: &[(ObjectId, String)]) -> String {
+pub(crate) fn list_failures(failures: &[(ObjectId, String)]) -> String {
     failures
         .iter()
         .map(|(id, why)| format!("  {}: {why}", display_name(id)))
@@ -99,7 +100,7 @@ pub struct ApplyReport {
     pub unchanged: usize,
     pub deleted: Vec<ObjectId>,
     /// Objects prune left alone, and why.
-    pub kept: Vec<(ObjectId, String)>,
+    pub kept: Vec<(ObjectId, KeepReason)>,
     /// Field conflicts taken over: (object, manager, field).
     pub taken_over: Vec<(ObjectId, String, String)>,
     pub health: Option<HealthReport>,
@@ -200,9 +201,7 @@ pub async fn apply(
         prune(client, kinds, plan, options, progress, &mut report).await?;
     } else {
         for id in plan.deletions() {
-            report
-                .kept
-                .push((id.clone(), "prune is off (--prune)".to_string()));
+            report.kept.push((id.clone(), KeepReason::PruneOff));
         }
     }
     if options.wait {
@@ -389,53 +388,20 @@ async fn prune(
             }
         }
     }
-    // Reverse order: what was applied last goes first.
-    deletions.sort_by_key(|id| std::cmp::Reverse(Phase::of(id)));
-    let mut failures = Vec::new();
-    for id in deletions {
-        let Some(kind) = kinds.resolve(&id).await? else {
-            continue;
-        };
-        match delete_and_wait(client, &id, &kind, options.timeout).await {
-            Ok(()) => {
-                progress(&format!("deleted {}", display_name(&id)));
-                report.deleted.push(id);
-            }
-            Err(why) => failures.push((id, why)),
-        }
-    }
-    if failures.is_empty() {
+    let deleted = super::delete::delete_all(
+        client,
+        kinds,
+        deletions,
+        options.timeout,
+        "pruning",
+        progress,
+    )
+    .await?;
+    report.deleted.extend(deleted.deleted);
+    if deleted.failures.is_empty() {
         Ok(())
     } else {
-        Err(ApplyError::Prune(failures))
-    }
-}
-
-pub(crate) async fn delete_and_wait(
-    client: &kube::Client,
-    id: &ObjectId,
-    kind: &Kind,
-    timeout: Duration,
-) -> Result<(), String> {
-    let api = api_for(client, id, kind);
-    match api.delete(&id.name, &DeleteParams::foreground()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-        Err(error) => return Err(explain(&error)),
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        match api.get_opt(&id.name).await {
-            Ok(None) => return Ok(()),
-            Ok(Some(_)) if Instant::now() > deadline => {
-                return Err(format!(
-                    "still there after {}s (finalizers?)",
-                    timeout.as_secs()
-                ));
-            }
-            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(error) => return Err(explain(&error)),
-        }
+        Err(ApplyError::Prune(deleted.failures))
     }
 }
 

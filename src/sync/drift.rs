@@ -14,8 +14,8 @@
 use serde_json::Value;
 
 use super::diff::display_name;
-use super::identity::FIELD_MANAGER;
 use super::plan::{Action, Plan};
+use crate::identity::FIELD_MANAGER;
 use crate::render::ObjectId;
 
 /// How one object drifted.
@@ -139,7 +139,7 @@ fn writers_after_windlass(live: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::identity::AppIdentity;
+    use crate::identity::AppIdentity;
     use crate::sync::plan::{Change, FieldConflict};
     use serde_json::json;
 

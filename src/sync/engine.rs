@@ -20,15 +20,18 @@ use serde_json::Value;
 
 use super::apply::{self, ApplyError, ApplyOptions, ApplyReport};
 use super::health::HealthState;
-use super::identity::AppIdentity;
 use super::kinds::Kinds;
+use super::lock::{self, LockError, LockOptions};
 use super::plan::{self, Plan, PlanError, PlanOptions};
-use super::prune::PruneDecision;
-use crate::history::lease::{self, LockError, LockOptions};
+use super::prune::{KeepReason, PruneDecision};
+use crate::cluster::ApiError;
+use crate::history::policy::{DesiredState, NoRollbackTarget, replaced_status};
 use crate::history::record::{
-    HealthSummary, InventoryEntry, Outcome, RecordSource, RevisionRecord,
+    HealthSummary, InventoryEntry, Outcome, RecordSource, RecordedHealth, RevisionRecord,
 };
-use crate::history::{RevisionStatus, RevisionStore, StoreError};
+use crate::history::store::header_of;
+use crate::history::{History, RevisionStatus, RevisionStore, StoreError};
+use crate::identity::AppIdentity;
 use crate::render::{
     self, Capabilities, GitInfo, LocalDirectory, ObjectId, RenderInput, Rendered, SetValue,
     ValuesLayer,
@@ -66,7 +69,7 @@ pub struct Target {
 
 impl Target {
     /// The target an Application describes. `credentials` come from its
-    /// `spec.source.secretRef` (see [`crate::cluster::read_git_credentials`]);
+    /// `spec.source.secretRef` (see [`crate::source::auth::read_credentials_secret`]);
     /// `origin` names where the spec was read, for values errors.
     pub fn from_application(
         application: &Application,
@@ -117,6 +120,8 @@ pub enum EngineError {
         what: String,
         error: Box<render::Error>,
     },
+    #[error("rendering {what} failed unexpectedly (a bug in windlass; please report it): {panic}")]
+    RenderPanicked { what: String, panic: String },
     #[error("{0}")]
     Directory(String),
     #[error(transparent)]
@@ -136,15 +141,25 @@ pub enum EngineError {
          it first (kubectl create namespace {0}), or add a Namespace object to the application"
     )]
     NoRecordNamespace(String),
-    #[error("creating namespace {namespace}: {reason}")]
-    CreateNamespace { namespace: String, reason: String },
+    #[error("creating namespace {namespace}")]
+    CreateNamespace {
+        namespace: String,
+        #[source]
+        source: ApiError,
+    },
     #[error(
         "{what} failed at revision {revision} and was rolled back automatically; windlass will \
          not apply it again: push a new commit, change the values, or pass --force"
     )]
     Quarantined { what: String, revision: u64 },
-    #[error("application {app}: no revision to roll back to{why}")]
-    NoRollbackTarget { app: String, why: String },
+    #[error("application {app}: no revision to roll back to")]
+    NoRollbackTarget {
+        app: String,
+        #[source]
+        why: NoRollbackTarget,
+    },
+    #[error("uninstall failed:\n{}", apply::list_failures(.0))]
+    Uninstall(Vec<(ObjectId, String)>),
     #[error("application {app}: revision {revision}: {reason}")]
     BadRecord {
         app: String,
@@ -234,8 +249,10 @@ async fn render_tree<T: render::FileTree + 'static>(
     kinds: Option<Arc<Kinds>>,
 ) -> Result<Rendered, EngineError> {
     let target = target.clone();
-    // Rendering is CPU work: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
+    let what = tree.describe();
+    // Rendering is CPU work: keep it off the async workers. A panic in it
+    // fails this render alone, never the controller.
+    let rendered = tokio::task::spawn_blocking(move || {
         let mut input = RenderInput::new(&tree, target.namespace.clone());
         input.name = Some(
             target
@@ -256,8 +273,19 @@ async fn render_tree<T: render::FileTree + 'static>(
             error: Box::new(error),
         })
     })
-    .await
-    .expect("rendering does not panic")
+    .await;
+    match rendered {
+        Ok(result) => result,
+        Err(join) => {
+            let payload = join.into_panic();
+            let panic = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(EngineError::RenderPanicked { what, panic })
+        }
+    }
 }
 
 /// A digest of everything besides the source that shapes the render, so
@@ -274,12 +302,35 @@ pub fn values_digest(target: &Target) -> String {
     }))
 }
 
+/// What a sync is, for its record and for what a replaced revision becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Sync,
+    /// Re-applying the applied revision over drift.
+    SelfHeal,
+    /// Re-applying stored revision `to`.
+    Rollback {
+        to: u64,
+    },
+    Uninstall,
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Operation::Sync => f.write_str("sync"),
+            Operation::SelfHeal => f.write_str("self-heal"),
+            Operation::Rollback { to } => write!(f, "rollback to {to}"),
+            Operation::Uninstall => f.write_str("uninstall"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     pub plan: PlanOptions,
     pub apply: ApplyOptions,
-    /// `sync`, `rollback to 3`, ...
-    pub description: String,
+    pub operation: Operation,
     pub triggered_by: String,
     /// Records to keep (default 10); the live and the last successful
     /// revision are always kept.
@@ -295,46 +346,177 @@ pub struct SyncOptions {
 }
 
 impl SyncOptions {
-    pub fn new(description: impl Into<String>, triggered_by: impl Into<String>) -> SyncOptions {
+    pub fn new(operation: Operation, triggered_by: impl Into<String>) -> SyncOptions {
         SyncOptions {
             plan: PlanOptions::default(),
             apply: ApplyOptions::default(),
-            description: description.into(),
+            operation,
             triggered_by: triggered_by.into(),
             history_limit: 10,
             force: false,
             rollback_on_failure: false,
             lock: LockOptions::default(),
-            holder: lease::default_holder(),
+            holder: lock::default_holder(),
+        }
+    }
+
+    /// How the controller syncs an Application: its prune, wait, health
+    /// timeout, history limit and rollback settings.
+    pub fn for_application(
+        application: &Application,
+        operation: Operation,
+        triggered_by: &str,
+    ) -> SyncOptions {
+        let mut options = SyncOptions::new(operation, triggered_by);
+        options.apply = ApplyOptions {
+            prune: application.spec.sync.prune,
+            wait: application.spec.sync.wait.unwrap_or(true),
+            timeout: application
+                .health_timeout()
+                .unwrap_or(std::time::Duration::from_secs(300)),
+            ..ApplyOptions::default()
+        };
+        options.history_limit = application.history_limit();
+        options.rollback_on_failure = application.spec.rollback.on_health_failure;
+        options.holder = format!(
+            "{triggered_by}:{}/{}",
+            application
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default(),
+            application.metadata.name.as_deref().unwrap_or_default()
+        );
+        options
+    }
+}
+
+/// Why a recorded revision failed.
+#[derive(Debug)]
+pub enum SyncFailure {
+    /// Applied, but these objects did not become healthy.
+    Unhealthy(Vec<String>),
+    /// Applying (or pruning) failed part-way.
+    Apply(ApplyError),
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncFailure::Unhealthy(unhealthy) => {
+                write!(f, "health check failed: {}", unhealthy.join("; "))
+            }
+            SyncFailure::Apply(error) => write!(f, "{error}"),
         }
     }
 }
 
-/// What a sync did.
-pub struct SyncResult {
-    pub plan: Plan,
-    /// The revision recorded; `None` when nothing changed (nothing written).
-    pub revision: Option<u64>,
-    pub status: Option<RevisionStatus>,
-    pub report: Option<ApplyReport>,
-    /// Why the sync failed, when it did (the record says the same).
-    pub error: Option<String>,
-    /// For a rollback, or a sync that rolled back automatically: the
-    /// revision whose manifests were re-applied.
-    pub rolled_back_to: Option<u64>,
+/// The revision that is live after an automatic rollback.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The revision recorded for the rollback (or `to`, when live already
+    /// equalled it and nothing was written).
+    pub revision: u64,
+    pub commit: Option<String>,
+    pub manifest_digest: String,
+    pub object_count: usize,
 }
 
-/// The previous inventory and a plan of `desired` against the cluster.
+/// How a sync ended.
+pub enum SyncOutcome {
+    /// Nothing differs: nothing was written.
+    Unchanged { plan: Plan },
+    /// Revision `revision` is applied (and healthy, when health was waited for).
+    Deployed {
+        plan: Plan,
+        revision: u64,
+        report: ApplyReport,
+    },
+    /// Revision `revision` was recorded as failed; nothing was rolled back.
+    Failed {
+        plan: Plan,
+        revision: u64,
+        report: Option<ApplyReport>,
+        failure: SyncFailure,
+    },
+    /// Revision `revision` failed its health check and is quarantined; an
+    /// automatic rollback re-applied revision `to`.
+    RolledBack {
+        plan: Plan,
+        revision: u64,
+        report: ApplyReport,
+        failure: SyncFailure,
+        to: u64,
+        restored: Restored,
+    },
+}
+
+impl SyncOutcome {
+    pub fn plan(&self) -> &Plan {
+        match self {
+            SyncOutcome::Unchanged { plan }
+            | SyncOutcome::Deployed { plan, .. }
+            | SyncOutcome::Failed { plan, .. }
+            | SyncOutcome::RolledBack { plan, .. } => plan,
+        }
+    }
+
+    /// The revision this sync recorded, if it wrote one.
+    pub fn revision(&self) -> Option<u64> {
+        match self {
+            SyncOutcome::Unchanged { .. } => None,
+            SyncOutcome::Deployed { revision, .. }
+            | SyncOutcome::Failed { revision, .. }
+            | SyncOutcome::RolledBack { revision, .. } => Some(*revision),
+        }
+    }
+
+    pub fn report(&self) -> Option<&ApplyReport> {
+        match self {
+            SyncOutcome::Unchanged { .. } => None,
+            SyncOutcome::Deployed { report, .. } | SyncOutcome::RolledBack { report, .. } => {
+                Some(report)
+            }
+            SyncOutcome::Failed { report, .. } => report.as_ref(),
+        }
+    }
+}
+
+/// A plan, and the history it was made against: everything a sync decides
+/// before its first write. Made by [`plan`] (one LIST of records), handed to
+/// [`sync_planned`] so the sync neither lists nor dry-runs again.
+pub struct Planned {
+    pub plan: Plan,
+    pub history: History,
+    /// The inventory prune compares with (see [`RevisionStore::previous_inventory`]).
+    pub previous: Vec<ObjectId>,
+}
+
+/// The history (one LIST), the previous inventory and a plan of `desired`
+/// against the cluster. Writes nothing.
 pub async fn plan(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
     desired: &Desired,
     options: PlanOptions,
-) -> Result<Plan, EngineError> {
+) -> Result<Planned, EngineError> {
+    let history = RevisionStore::new(client, app).history().await?;
+    plan_against(client, kinds, app, desired, history, options).await
+}
+
+/// [`plan`] against a history already read.
+async fn plan_against(
+    client: &kube::Client,
+    kinds: &Kinds,
+    app: &AppIdentity,
+    desired: &Desired,
+    history: History,
+    options: PlanOptions,
+) -> Result<Planned, EngineError> {
     let store = RevisionStore::new(client, app);
-    let (previous, _) = store.previous_inventory().await?;
-    Ok(plan::plan(
+    let (previous, _) = store.previous_inventory(&history).await?;
+    let plan = plan::plan(
         client,
         kinds,
         app,
@@ -342,7 +524,12 @@ pub async fn plan(
         &previous,
         options,
     )
-    .await?)
+    .await?;
+    Ok(Planned {
+        plan,
+        history,
+        previous,
+    })
 }
 
 /// Runs `operation` holding the application's Lease: one writer at a time.
@@ -358,7 +545,7 @@ async fn with_lock<T>(
         wait: std::time::Duration::ZERO,
         ..options.lock.clone()
     };
-    let lock = match lease::acquire(client, app, &options.holder, &at_once).await {
+    let lock = match lock::acquire(client, app, &options.holder, &at_once).await {
         Ok(lock) => lock,
         Err(LockError::Held { holder, .. }) => {
             progress(&format!(
@@ -366,7 +553,7 @@ async fn with_lock<T>(
                 options.lock.wait.as_secs(),
                 app.full()
             ));
-            lease::acquire(client, app, &options.holder, &options.lock).await?
+            lock::acquire(client, app, &options.holder, &options.lock).await?
         }
         Err(error) => return Err(error.into()),
     };
@@ -381,60 +568,41 @@ async fn with_lock<T>(
     result
 }
 
-/// Everything a sync decides before writing: quarantine, previous
-/// inventory, plan, validation gate, empty-render guard. Writes nothing.
-struct Prepared {
-    plan: Plan,
-    previous: Vec<ObjectId>,
-    /// The newest revision number when planned (to notice other writers).
-    latest: Option<u64>,
-}
-
-async fn prepare(
-    client: &kube::Client,
-    kinds: &Kinds,
-    app: &AppIdentity,
+/// What must hold before anything is written: not quarantined, every object
+/// passed its dry-run, no prune of everything on an empty render.
+fn check_before_writing(
+    planned: &Planned,
     desired: &Desired,
     options: &SyncOptions,
-    planned: Option<Plan>,
-) -> Result<Prepared, EngineError> {
-    let store = RevisionStore::new(client, app);
-    let latest = store.list().await?.last().map(|h| h.number);
+) -> Result<(), EngineError> {
     if !options.force {
-        refuse_quarantined(&store, desired).await?;
-    }
-    let (previous, _) = store.previous_inventory().await?;
-    let plan = match planned {
-        Some(plan) => plan,
-        None => {
-            plan::plan(
-                client,
-                kinds,
-                app,
-                &desired.rendered.objects,
-                &previous,
-                options.plan,
-            )
-            .await?
+        let state = DesiredState {
+            commit: desired.source.commit(),
+            values_digest: &desired.values_digest,
+            manifest_digest: &desired.rendered.manifest_digest,
+        };
+        if let Some(quarantine) = planned.history.quarantined(state) {
+            let what = match &quarantine.commit {
+                Some(commit) => format!("commit {}", &commit[..commit.len().min(7)]),
+                None => "this desired state".to_string(),
+            };
+            return Err(EngineError::Quarantined {
+                what,
+                revision: quarantine.revision,
+            });
         }
-    };
-    apply::gate(&plan, &options.apply)?;
+    }
+    apply::gate(&planned.plan, &options.apply)?;
     if options.apply.prune
-        && let Some(refused) = &plan.prune_refused
+        && let Some(refused) = &planned.plan.prune_refused
     {
         return Err(refused.clone().into());
     }
-    Ok(Prepared {
-        plan,
-        previous,
-        latest,
-    })
+    Ok(())
 }
 
 /// Plans and, when something changes, records and applies. A sync that
-/// changes nothing writes nothing at all, not even the lock; one that
-/// changes something holds the application's lock, and plans again if
-/// another writer recorded a revision while it waited.
+/// changes nothing writes nothing at all, not even the lock.
 pub async fn sync(
     client: &kube::Client,
     kinds: &Kinds,
@@ -442,91 +610,74 @@ pub async fn sync(
     desired: &Desired,
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
+) -> Result<SyncOutcome, EngineError> {
     sync_planned(client, kinds, app, desired, None, options, progress).await
 }
 
-/// [`sync`] with a plan the caller made moments ago (by [`plan`], of the
-/// same desired state): it is not made again, unless another writer
-/// recorded a revision meanwhile. Saves one dry-run per changed object.
+/// [`sync`] with a plan the caller made moments ago by [`plan`] of the same
+/// desired state: neither the records nor the objects are read again. One
+/// that changes something holds the application's lock; if another writer
+/// recorded a revision meanwhile, creating this sync's record fails
+/// (its number is taken), and the sync plans again once, under the lock.
 pub async fn sync_planned(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
     desired: &Desired,
-    planned: Option<Plan>,
+    planned: Option<Planned>,
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
-    let prepared = prepare(client, kinds, app, desired, options, planned).await?;
-    if !prepared.plan.has_changes() {
-        return Ok(unchanged(prepared.plan));
+) -> Result<SyncOutcome, EngineError> {
+    let planned = match planned {
+        Some(planned) => planned,
+        None => plan(client, kinds, app, desired, options.plan).await?,
+    };
+    check_before_writing(&planned, desired, options)?;
+    if !planned.plan.has_changes() {
+        return Ok(SyncOutcome::Unchanged { plan: planned.plan });
     }
     // The lock and the records live in the application's namespace: when
     // the set itself creates it, that comes first (an idempotent apply).
-    ensure_record_namespace(client, app, &prepared.plan, progress).await?;
+    ensure_record_namespace(client, app, &planned.plan, progress).await?;
     let operation = async {
-        let latest = RevisionStore::new(client, app)
-            .list()
-            .await?
-            .last()
-            .map(|h| h.number);
-        let prepared = if latest == prepared.latest {
-            prepared
-        } else {
-            progress("another writer recorded a revision meanwhile: planning again");
-            prepare(client, kinds, app, desired, options, None).await?
-        };
-        execute(client, kinds, app, desired, prepared, options, progress).await
+        match execute(client, kinds, app, desired, planned, options, progress).await {
+            Err(EngineError::Store(StoreError::Taken { .. })) => {
+                progress("another writer recorded a revision meanwhile: planning again");
+                let planned = plan(client, kinds, app, desired, options.plan).await?;
+                check_before_writing(&planned, desired, options)?;
+                execute(client, kinds, app, desired, planned, options, progress).await
+            }
+            other => other,
+        }
     };
     with_lock(client, app, options, progress, operation).await
 }
 
-fn unchanged(plan: Plan) -> SyncResult {
-    SyncResult {
-        plan,
-        revision: None,
-        status: None,
-        report: None,
-        error: None,
-        rolled_back_to: None,
-    }
-}
-
-/// A whole sync for a caller that already holds the lock.
-async fn sync_locked(
-    client: &kube::Client,
-    kinds: &Kinds,
-    app: &AppIdentity,
-    desired: &Desired,
-    options: &SyncOptions,
-    progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
-    let prepared = prepare(client, kinds, app, desired, options, None).await?;
-    execute(client, kinds, app, desired, prepared, options, progress).await
-}
-
-/// Records and applies a prepared plan (nothing, if it changes nothing).
+/// Records and applies a checked plan (nothing, if it changes nothing).
+/// Keeps `planned.history` current as it writes, so that no decision after
+/// the first LIST needs another.
 async fn execute(
     client: &kube::Client,
     kinds: &Kinds,
     app: &AppIdentity,
     desired: &Desired,
-    prepared: Prepared,
+    planned: Planned,
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
-    let Prepared { plan, previous, .. } = prepared;
+) -> Result<SyncOutcome, EngineError> {
+    let Planned {
+        plan,
+        mut history,
+        previous,
+    } = planned;
     if !plan.has_changes() {
-        return Ok(unchanged(plan));
+        return Ok(SyncOutcome::Unchanged { plan });
     }
     let store = RevisionStore::new(client, app);
 
-    ensure_record_namespace(client, app, &plan, progress).await?;
-
     // The pending record names everything this sync may touch before it
     // touches anything: the new objects and the previous inventory.
-    let number = store.next_number().await?;
+    let number = history.next_number();
     let mut pending_inventory: Vec<ObjectId> = plan.changes.iter().map(|c| c.id.clone()).collect();
     for id in &previous {
         if !pending_inventory
@@ -542,7 +693,7 @@ async fn execute(
         status: RevisionStatus::Pending,
         started_at: now(),
         finished_at: None,
-        description: options.description.clone(),
+        description: options.operation.to_string(),
         triggered_by: options.triggered_by.clone(),
         source: desired.source.clone(),
         environment: desired.rendered.environment.clone(),
@@ -555,111 +706,169 @@ async fn execute(
         quarantined: false,
     };
     store.create(&record).await?;
+    history.record(header_of(&record));
     progress(&format!("revision {number}: applying ({})", plan.summary()));
 
     let result = apply::apply(client, kinds, &plan, &options.apply, progress).await;
     record.finished_at = Some(now());
-    let (status, report, error) = match result {
+    let (report, failure) = match result {
         Ok(report) => {
-            let health = report.health.clone();
-            let failed = health
-                .as_ref()
-                .is_some_and(|h| h.state == HealthState::Failed);
-            record.health = Some(match &health {
-                Some(h) => HealthSummary {
-                    state: match (h.state, h.timed_out) {
-                        (HealthState::Healthy, _) => "healthy",
-                        (_, true) => "timed-out",
-                        _ => "failed",
-                    }
-                    .into(),
-                    unhealthy: h.unhealthy.clone(),
+            let health = report.health.as_ref();
+            record.health = Some(HealthSummary {
+                state: match health {
+                    None => RecordedHealth::NotChecked,
+                    Some(h) if h.state == HealthState::Healthy => RecordedHealth::Healthy,
+                    Some(h) if h.timed_out => RecordedHealth::TimedOut,
+                    Some(_) => RecordedHealth::Failed,
                 },
-                None => HealthSummary {
-                    state: "not-checked".into(),
-                    unhealthy: Vec::new(),
-                },
+                unhealthy: health.map(|h| h.unhealthy.clone()).unwrap_or_default(),
             });
-            let error = failed.then(|| {
-                format!(
-                    "health check failed: {}",
-                    health.map(|h| h.unhealthy.join("; ")).unwrap_or_default()
-                )
-            });
+            let failure = health
+                .filter(|h| h.state == HealthState::Failed)
+                .map(|h| SyncFailure::Unhealthy(h.unhealthy.clone()));
             record.outcome = Some(Outcome {
                 created: report.created.len(),
                 updated: report.updated.len(),
                 deleted: report.deleted.len(),
                 unchanged: report.unchanged,
-                error: error.clone(),
+                error: failure.as_ref().map(ToString::to_string),
             });
             record.inventory = final_inventory(&plan, &report);
-            let status = if failed {
-                RevisionStatus::Failed
-            } else {
-                RevisionStatus::Deployed
-            };
-            (status, Some(report), error)
+            (Some(report), failure)
         }
         Err(error) => {
-            let message = error.to_string();
             record.outcome = Some(Outcome {
-                error: Some(message.clone()),
+                error: Some(error.to_string()),
                 ..Outcome::default()
             });
-            (RevisionStatus::Failed, None, Some(message))
+            (None, Some(SyncFailure::Apply(error)))
         }
     };
-    record.status = status;
+    record.status = if failure.is_some() {
+        RevisionStatus::Failed
+    } else {
+        RevisionStatus::Deployed
+    };
     store.update(&record).await?;
-    if status == RevisionStatus::Deployed {
-        let replaced = if options.description.starts_with("rollback") {
-            RevisionStatus::RolledBack
-        } else {
-            RevisionStatus::Superseded
-        };
-        replace_older(&store, number, replaced).await?;
-    }
-    close_interrupted(&store, number).await?;
-    enforce_history_limit(&store, options.history_limit).await?;
+    history.record(header_of(&record));
+    settle_history(&store, &mut history, &record, options).await?;
 
-    let health_failed = report
-        .as_ref()
-        .and_then(|r| r.health.as_ref())
-        .is_some_and(|h| h.state == HealthState::Failed);
-    let mut rolled_back_to = None;
-    if options.rollback_on_failure && health_failed {
-        progress(&format!(
-            "revision {number} failed its health check: rolling back"
-        ));
-        record.quarantined = true;
-        store.update(&record).await?;
-        let rollback_options = SyncOptions {
-            rollback_on_failure: false,
-            ..options.clone()
-        };
-        match Box::pin(rollback_locked(
-            client,
-            kinds,
-            app,
-            None,
-            &rollback_options,
-            progress,
-        ))
-        .await
-        {
-            Ok(result) => rolled_back_to = result.rolled_back_to,
-            Err(error) => progress(&format!("automatic rollback failed: {error}")),
+    let Some(failure) = failure else {
+        let report = report.expect("a sync without failure has a report");
+        return Ok(SyncOutcome::Deployed {
+            plan,
+            revision: number,
+            report,
+        });
+    };
+    let health_failed = matches!(failure, SyncFailure::Unhealthy(_));
+    let (true, true, Some(report)) = (options.rollback_on_failure, health_failed, report.clone())
+    else {
+        return Ok(SyncOutcome::Failed {
+            plan,
+            revision: number,
+            report,
+            failure,
+        });
+    };
+    progress(&format!(
+        "revision {number} failed its health check: rolling back"
+    ));
+    record.quarantined = true;
+    store.update(&record).await?;
+    history.record(header_of(&record));
+    let rollback_options = SyncOptions {
+        rollback_on_failure: false,
+        ..options.clone()
+    };
+    let rollback = Box::pin(rollback_locked(
+        client,
+        kinds,
+        app,
+        None,
+        history,
+        &rollback_options,
+        progress,
+    ))
+    .await;
+    match rollback {
+        Ok(rollback) => Ok(SyncOutcome::RolledBack {
+            plan,
+            revision: number,
+            report,
+            failure,
+            to: rollback.to,
+            restored: rollback.restored(),
+        }),
+        Err(error) => {
+            progress(&format!("automatic rollback failed: {error}"));
+            Ok(SyncOutcome::Failed {
+                plan,
+                revision: number,
+                report: Some(report),
+                failure,
+            })
         }
     }
-    Ok(SyncResult {
-        plan,
-        revision: Some(number),
-        status: Some(status),
-        report,
-        error,
-        rolled_back_to,
-    })
+}
+
+/// After a finished record: older deployed revisions become superseded (or
+/// rolled-back), interrupted ones failed, and the oldest beyond the limit
+/// are deleted. Decided by `history::policy`, from the headers in memory.
+async fn settle_history(
+    store: &RevisionStore,
+    history: &mut History,
+    record: &RevisionRecord,
+    options: &SyncOptions,
+) -> Result<(), StoreError> {
+    let current = record.revision;
+    if record.status == RevisionStatus::Deployed {
+        let by_rollback = matches!(options.operation, Operation::Rollback { .. });
+        for number in history.replaced_by(current) {
+            let mut old = store.load(number).await?;
+            old.status = replaced_status(by_rollback);
+            store.update(&old).await?;
+            history.record(header_of(&old));
+        }
+    }
+    for number in history.interrupted_before(current) {
+        let mut old = store.load(number).await?;
+        old.status = RevisionStatus::Failed;
+        old.outcome = Some(Outcome {
+            error: Some(format!(
+                "interrupted: the sync stopped before it finished; revision {current} took \
+                 over its objects"
+            )),
+            ..old.outcome.unwrap_or_default()
+        });
+        store.update(&old).await?;
+        history.record(header_of(&old));
+    }
+    for number in history.beyond_limit(options.history_limit) {
+        store.delete(number).await?;
+        history.forget(number);
+    }
+    Ok(())
+}
+
+/// What a rollback did: the revision it returned to, and how its sync ended.
+pub struct Rollback {
+    pub to: u64,
+    /// The manifests re-applied, as recorded in revision `to`.
+    pub desired: Desired,
+    pub outcome: SyncOutcome,
+}
+
+impl Rollback {
+    /// The revision live after the rollback.
+    pub fn restored(&self) -> Restored {
+        Restored {
+            revision: self.outcome.revision().unwrap_or(self.to),
+            commit: self.desired.source.commit().map(str::to_string),
+            manifest_digest: self.desired.rendered.manifest_digest.clone(),
+            object_count: self.desired.rendered.objects.len(),
+        }
+    }
 }
 
 /// Rolls back to revision `target` (default: the previous successful one):
@@ -674,15 +883,12 @@ pub async fn rollback(
     target: Option<u64>,
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
-    with_lock(
-        client,
-        app,
-        options,
-        progress,
-        rollback_locked(client, kinds, app, target, options, progress),
-    )
-    .await
+) -> Result<Rollback, EngineError> {
+    let operation = async {
+        let history = RevisionStore::new(client, app).history().await?;
+        rollback_locked(client, kinds, app, target, history, options, progress).await
+    };
+    with_lock(client, app, options, progress, operation).await
 }
 
 async fn rollback_locked(
@@ -690,59 +896,41 @@ async fn rollback_locked(
     kinds: &Kinds,
     app: &AppIdentity,
     target: Option<u64>,
+    history: History,
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<SyncResult, EngineError> {
+) -> Result<Rollback, EngineError> {
     let store = RevisionStore::new(client, app);
-    let number = match target {
+    let to = match target {
         Some(number) => number,
-        None => previous_successful(&store, app).await?,
+        None => history
+            .previous_successful()
+            .map_err(|why| EngineError::NoRollbackTarget {
+                app: app.full(),
+                why,
+            })?,
     };
-    let record = store.load(number).await?;
+    let record = store.load(to).await?;
     let desired = desired_from_record(&record, app)?;
     let mut options = SyncOptions {
-        description: format!("rollback to {number}"),
+        operation: Operation::Rollback { to },
         force: true,
         ..options.clone()
     };
     options.apply.prune = true;
-    progress(&format!("rolling back {} to revision {number}", app.full()));
-    let mut result = Box::pin(sync_locked(
-        client, kinds, app, &desired, &options, progress,
+    progress(&format!("rolling back {} to revision {to}", app.full()));
+    // Under the lock, the history in memory is current: no second LIST.
+    let planned = plan_against(client, kinds, app, &desired, history, options.plan).await?;
+    check_before_writing(&planned, &desired, &options)?;
+    let outcome = Box::pin(execute(
+        client, kinds, app, &desired, planned, &options, progress,
     ))
     .await?;
-    result.rolled_back_to = Some(number);
-    Ok(result)
-}
-
-/// The newest successful revision older than the current one.
-async fn previous_successful(store: &RevisionStore, app: &AppIdentity) -> Result<u64, EngineError> {
-    let headers = store.list().await?;
-    let Some(current) = headers.last() else {
-        return Err(EngineError::NoRollbackTarget {
-            app: app.full(),
-            why: ": it has no history".into(),
-        });
-    };
-    let successful = |h: &&crate::history::store::RevisionHeader| {
-        matches!(
-            h.status,
-            Some(
-                RevisionStatus::Deployed | RevisionStatus::Superseded | RevisionStatus::RolledBack
-            )
-        )
-    };
-    // The current revision is what is live; roll back to one before it.
-    headers
-        .iter()
-        .rev()
-        .filter(|h| h.number < current.number)
-        .find(successful)
-        .map(|h| h.number)
-        .ok_or_else(|| EngineError::NoRollbackTarget {
-            app: app.full(),
-            why: ": no successful revision before the current one".into(),
-        })
+    Ok(Rollback {
+        to,
+        desired,
+        outcome,
+    })
 }
 
 /// A stored revision as a desired state: its manifests, exactly.
@@ -778,7 +966,7 @@ pub fn desired_from_record(
                 .ok_or_else(|| bad(format!("manifest {} has no name", index + 1)))?
                 .to_string(),
         };
-        let digest = metadata["annotations"][super::identity::ANNOTATION_DIGEST]
+        let digest = metadata["annotations"][crate::identity::ANNOTATION_DIGEST]
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| render::object::digest(manifest));
@@ -808,76 +996,6 @@ pub fn desired_from_record(
     })
 }
 
-/// Refuses a desired state that failed and was rolled back automatically.
-async fn refuse_quarantined(store: &RevisionStore, desired: &Desired) -> Result<(), EngineError> {
-    let headers = store.list().await?;
-    for header in headers.iter().rev() {
-        if header.status != Some(RevisionStatus::Failed) {
-            continue;
-        }
-        let record = store.load(header.number).await?;
-        if !record.quarantined {
-            continue;
-        }
-        let same_source = match (&record.source, &desired.source) {
-            (RecordSource::Git { commit: a, .. }, RecordSource::Git { commit: b, .. }) => a == b,
-            _ => record.manifest_digest == desired.rendered.manifest_digest,
-        };
-        if same_source && record.values_digest == desired.values_digest {
-            let what = match record.commit() {
-                Some(commit) => format!("commit {}", &commit[..commit.len().min(7)]),
-                None => "this desired state".to_string(),
-            };
-            return Err(EngineError::Quarantined {
-                what,
-                revision: record.revision,
-            });
-        }
-        // An older quarantine does not block a different source.
-        return Ok(());
-    }
-    Ok(())
-}
-
-/// Deletes the oldest records beyond `limit`, never the current revision,
-/// the last successful one, or a pending one.
-async fn enforce_history_limit(store: &RevisionStore, limit: u32) -> Result<(), StoreError> {
-    let headers = store.list().await?;
-    let limit = limit.max(1) as usize;
-    if headers.len() <= limit {
-        return Ok(());
-    }
-    let current = headers.last().map(|h| h.number);
-    let last_successful = headers
-        .iter()
-        .rev()
-        .find(|h| {
-            matches!(
-                h.status,
-                Some(
-                    RevisionStatus::Deployed
-                        | RevisionStatus::Superseded
-                        | RevisionStatus::RolledBack
-                )
-            )
-        })
-        .map(|h| h.number);
-    let mut excess = headers.len() - limit;
-    for header in &headers {
-        if excess == 0 {
-            break;
-        }
-        let protected = Some(header.number) == current
-            || Some(header.number) == last_successful
-            || header.status == Some(RevisionStatus::Pending);
-        if !protected {
-            store.delete(header.number).await?;
-            excess -= 1;
-        }
-    }
-    Ok(())
-}
-
 /// Records live in the application's namespace. When it does not exist yet
 /// and the application itself defines it, it is applied first (carrying the
 /// application's labels, so the sync adopts it like any other object);
@@ -892,7 +1010,7 @@ async fn ensure_record_namespace(
     let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
     let failed = |error: kube::Error| EngineError::CreateNamespace {
         namespace: app.namespace.clone(),
-        reason: crate::cluster::explain(&error),
+        source: error.into(),
     };
     if namespaces
         .get_opt(&app.namespace)
@@ -909,7 +1027,7 @@ async fn ensure_record_namespace(
     else {
         return Err(EngineError::NoRecordNamespace(app.namespace.clone()));
     };
-    let params = kube::api::PatchParams::apply(super::identity::FIELD_MANAGER).force();
+    let params = kube::api::PatchParams::apply(crate::identity::FIELD_MANAGER).force();
     namespaces
         .patch(
             &app.namespace,
@@ -933,7 +1051,7 @@ fn final_inventory(plan: &Plan, report: &ApplyReport) -> Vec<InventoryEntry> {
     for decision in &plan.prune {
         let id = match decision {
             PruneDecision::Delete(id) if !report.deleted.contains(id) => id,
-            PruneDecision::Keep { id, reason } if !reason.contains("took it over") => id,
+            PruneDecision::Keep { id, reason } if reason.still_ours() => id,
             _ => continue,
         };
         if !ids.iter().any(|known| known.key() == id.key()) {
@@ -941,43 +1059,6 @@ fn final_inventory(plan: &Plan, report: &ApplyReport) -> Vec<InventoryEntry> {
         }
     }
     ids.iter().map(InventoryEntry::from).collect()
-}
-
-/// Marks every older deployed revision `replaced` (superseded, or
-/// rolled-back when a rollback replaced it).
-async fn replace_older(
-    store: &RevisionStore,
-    current: u64,
-    replaced: RevisionStatus,
-) -> Result<(), StoreError> {
-    for header in store.list().await? {
-        if header.number < current && header.status == Some(RevisionStatus::Deployed) {
-            let mut old = store.load(header.number).await?;
-            old.status = replaced;
-            store.update(&old).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Marks older records still `pending` failed: their sync stopped before it
-/// finished (a crash or a kill); this one included their inventory.
-async fn close_interrupted(store: &RevisionStore, current: u64) -> Result<(), StoreError> {
-    for header in store.list().await? {
-        if header.number < current && header.status == Some(RevisionStatus::Pending) {
-            let mut old = store.load(header.number).await?;
-            old.status = RevisionStatus::Failed;
-            old.outcome = Some(Outcome {
-                error: Some(format!(
-                    "interrupted: the sync stopped before it finished; revision {current} took \
-                     over its objects"
-                )),
-                ..old.outcome.unwrap_or_default()
-            });
-            store.update(&old).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Now, as RFC 3339 in UTC to the second.
@@ -999,13 +1080,14 @@ pub fn cli_trigger() -> String {
 #[derive(Debug, Default)]
 pub struct UninstallReport {
     pub deleted: Vec<ObjectId>,
-    pub kept: Vec<(ObjectId, String)>,
+    pub kept: Vec<(ObjectId, KeepReason)>,
     pub records_deleted: usize,
 }
 
 /// Deletes every object of the application's inventory, with prune's guards
 /// (label still ours, `windlass.dev/prune: disabled`, dangerous kinds only
-/// when asked), then its revision records unless `keep_history`.
+/// when asked), in dependency order (see [`super::delete`]), then its
+/// revision records unless `keep_history`, and its lock Lease.
 pub async fn uninstall(
     client: &kube::Client,
     kinds: &Kinds,
@@ -1015,8 +1097,18 @@ pub async fn uninstall(
     options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<UninstallReport, EngineError> {
-    let operation = uninstall_locked(client, kinds, app, dangerous, keep_history, progress);
-    with_lock(client, app, options, progress, operation).await
+    let operation = uninstall_locked(
+        client,
+        kinds,
+        app,
+        dangerous,
+        keep_history,
+        options,
+        progress,
+    );
+    let report = with_lock(client, app, options, progress, operation).await?;
+    lock::remove(client, app).await?;
+    Ok(report)
 }
 
 async fn uninstall_locked(
@@ -1025,25 +1117,29 @@ async fn uninstall_locked(
     app: &AppIdentity,
     dangerous: bool,
     keep_history: bool,
+    options: &SyncOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<UninstallReport, EngineError> {
     let store = RevisionStore::new(client, app);
-    let (inventory, _) = store.previous_inventory().await?;
+    let history = store.history().await?;
+    let (inventory, _) = store.previous_inventory(&history).await?;
     let mut live = std::collections::HashMap::new();
     for id in &inventory {
         if let Some(kind) = kinds.resolve(id).await?
-            && let Some(object) = plan::get(client, id, &kind).await?
+            && let Some(object) = super::api::get(client, id, &kind)
+                .await
+                .map_err(PlanError::from)?
         {
             live.insert(id.clone(), object);
         }
     }
     let candidates: Vec<&ObjectId> = inventory.iter().collect();
-    let options = super::prune::PruneOptions {
+    let prune_options = super::prune::PruneOptions {
         allow_empty: true,
         dangerous,
     };
-    let decisions = super::prune::decide(app, &candidates, 0, |id| live.get(id), options)
-        .expect("allow_empty never refuses");
+    let decisions = super::prune::decide(app, &candidates, 0, |id| live.get(id), prune_options)
+        .unwrap_or_default(); // allow_empty: never refused
     let mut report = UninstallReport::default();
     let mut deletions: Vec<ObjectId> = Vec::new();
     for decision in decisions {
@@ -1058,29 +1154,21 @@ async fn uninstall_locked(
             }
         }
     }
-    deletions.sort_by_key(|id| std::cmp::Reverse(super::order::Phase::of(id)));
-    let mut failures = Vec::new();
-    for id in deletions {
-        let Some(kind) = kinds.resolve(&id).await? else {
-            continue;
-        };
-        match apply::delete_and_wait(client, &id, &kind, std::time::Duration::from_secs(300)).await
-        {
-            Ok(()) => {
-                progress(&format!("deleted {}", super::diff::display_name(&id)));
-                report.deleted.push(id);
-            }
-            Err(why) => failures.push((id, why)),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(ApplyError::Prune(failures).into());
+    let deleted = super::delete::delete_all(
+        client,
+        kinds,
+        deletions,
+        options.apply.timeout,
+        "uninstall",
+        progress,
+    )
+    .await?;
+    report.deleted = deleted.deleted;
+    if !deleted.failures.is_empty() {
+        return Err(EngineError::Uninstall(deleted.failures));
     }
     if !keep_history {
-        for header in store.list().await? {
-            store.delete(header.number).await?;
-            report.records_deleted += 1;
-        }
+        report.records_deleted = store.delete_all(&history).await?;
     }
     Ok(report)
 }

@@ -14,13 +14,15 @@
 //! masked diffs), [`health`] (per-kind verdicts), [`prune`] (guards),
 //! [`drift`] (what differs from the applied revision, and who changed it).
 
+pub mod api;
 pub mod apply;
+pub mod delete;
 pub mod diff;
 pub mod drift;
 pub mod engine;
 pub mod health;
-pub mod identity;
 pub mod kinds;
+pub mod lock;
 pub mod order;
 pub mod plan;
 pub mod prune;

@@ -22,14 +22,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::stream::{self, StreamExt};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
+use super::api::{api_for, get, to_value};
 use super::diff::normalize;
-use super::identity::{ANNOTATION_DIGEST, AppIdentity, FIELD_MANAGER, stamp};
 use super::kinds::{Kind, Kinds};
 use super::prune::{self, EmptyRenderRefused, PruneDecision, PruneOptions};
-use crate::cluster::explain;
+use crate::cluster::{ApiError, explain};
+use crate::identity::{ANNOTATION_DIGEST, AppIdentity, FIELD_MANAGER, stamp};
 use crate::render::{ObjectId, RenderedObject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -189,10 +190,14 @@ pub enum PlanError {
         kind: String,
         name: String,
     },
-    #[error("listing {what}: {reason}")]
-    List { what: String, reason: String },
-    #[error("reading {what}: {reason}")]
-    Get { what: String, reason: String },
+    #[error("listing {what}")]
+    List {
+        what: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error(transparent)]
+    Get(#[from] super::api::GetError),
 }
 
 /// Plans the desired objects against the cluster.
@@ -489,33 +494,6 @@ pub fn parse_conflicts(status: &kube::core::Status) -> Vec<FieldConflict> {
     conflicts
 }
 
-pub fn api_for(client: &kube::Client, id: &ObjectId, kind: &Kind) -> Api<DynamicObject> {
-    match (&id.namespace, kind.namespaced) {
-        (Some(namespace), true) => Api::namespaced_with(client.clone(), namespace, &kind.resource),
-        _ => Api::all_with(client.clone(), &kind.resource),
-    }
-}
-
-pub fn to_value(object: DynamicObject) -> Value {
-    serde_json::to_value(object).expect("a DynamicObject serialises")
-}
-
-/// GET one object; `None` when it does not exist.
-pub async fn get(
-    client: &kube::Client,
-    id: &ObjectId,
-    kind: &Kind,
-) -> Result<Option<Value>, PlanError> {
-    api_for(client, id, kind)
-        .get_opt(&id.name)
-        .await
-        .map(|o| o.map(to_value))
-        .map_err(|e| PlanError::Get {
-            what: super::diff::display_name(id),
-            reason: explain(&e),
-        })
-}
-
 /// The application's live objects of the given kinds, by one LIST per kind
 /// and namespace with the application's label selector.
 async fn list_live(
@@ -560,7 +538,7 @@ async fn list_live(
                             kind.resource.plural,
                             ids[0].namespace.as_deref().unwrap_or("the cluster")
                         ),
-                        reason: explain(&e),
+                        source: e.into(),
                     })?;
                 let by_name: HashMap<String, DynamicObject> = list
                     .items

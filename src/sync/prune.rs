@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::identity::{ANNOTATION_PRUNE, AppIdentity};
+use crate::identity::{ANNOTATION_PRUNE, AppIdentity};
 use crate::render::ObjectId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +35,50 @@ pub struct PruneOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PruneDecision {
     Delete(ObjectId),
-    Keep { id: ObjectId, reason: String },
+    Keep { id: ObjectId, reason: KeepReason },
+}
+
+/// Why prune leaves an object of the previous inventory in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepReason {
+    /// It no longer carries this application's label: it is someone else's
+    /// now, and leaves the inventory.
+    TakenOver,
+    /// `windlass.dev/prune: disabled`.
+    Protected,
+    /// A Namespace, CRD or PVC, without `--prune-dangerous`.
+    Dangerous { kind: String },
+    /// Prune is off for this sync.
+    PruneOff,
+}
+
+impl KeepReason {
+    /// Whether the object still belongs to the application (and stays in
+    /// its inventory, so that a later prune still sees it).
+    pub fn still_ours(&self) -> bool {
+        !matches!(self, KeepReason::TakenOver)
+    }
+}
+
+impl serde::Serialize for KeepReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::TakenOver => {
+                f.write_str("no longer carries this application's label: someone else took it over")
+            }
+            KeepReason::Protected => f.write_str("protected by windlass.dev/prune: disabled"),
+            KeepReason::Dangerous { kind } => {
+                write!(f, "a {kind} is pruned only with --prune-dangerous")
+            }
+            KeepReason::PruneOff => f.write_str("prune is off (--prune)"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,25 +130,22 @@ pub fn decide<'a>(
         .filter_map(|id| {
             let id = (*id).clone();
             let object = live(&id)?; // already gone: nothing to do
-            let keep = |reason: &str| {
+            let keep = |reason: KeepReason| {
                 Some(PruneDecision::Keep {
                     id: id.clone(),
-                    reason: reason.to_string(),
+                    reason,
                 })
             };
             if !app.owns(object) {
-                return keep(
-                    "no longer carries this application's label: someone else took it over",
-                );
+                return keep(KeepReason::TakenOver);
             }
             if object["metadata"]["annotations"][ANNOTATION_PRUNE] == "disabled" {
-                return keep("protected by windlass.dev/prune: disabled");
+                return keep(KeepReason::Protected);
             }
             if is_dangerous(&id) && !options.dangerous {
-                return keep(&format!(
-                    "a {} is pruned only with --prune-dangerous",
-                    id.kind
-                ));
+                return keep(KeepReason::Dangerous {
+                    kind: id.kind.clone(),
+                });
             }
             Some(PruneDecision::Delete(id))
         })
@@ -115,7 +155,7 @@ pub fn decide<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::identity::stamp;
+    use crate::identity::stamp;
     use serde_json::json;
 
     fn id(kind: &str, name: &str) -> ObjectId {
@@ -173,14 +213,23 @@ mod tests {
             }
         };
         let decisions = decide(&app, &all, 3, live, PruneOptions::default()).unwrap();
-        let kept: Vec<(&str, &str)> = decisions
+        let kept: Vec<(&str, String)> = decisions
             .iter()
             .filter_map(|d| match d {
-                PruneDecision::Keep { id, reason } => Some((id.name.as_str(), reason.as_str())),
+                PruneDecision::Keep { id, reason } => Some((id.name.as_str(), reason.to_string())),
                 _ => None,
             })
             .collect();
         assert_eq!(kept.len(), 4, "{decisions:?}");
+        let reasons: Vec<&KeepReason> = decisions
+            .iter()
+            .filter_map(|d| match d {
+                PruneDecision::Keep { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons[0], &KeepReason::TakenOver);
+        assert!(!reasons[0].still_ours() && reasons[1].still_ours());
         assert!(kept[0].1.contains("someone else took it over"));
         assert!(kept[1].1.contains("windlass.dev/prune: disabled"));
         assert!(

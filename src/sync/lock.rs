@@ -41,8 +41,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::cluster::explain;
-use crate::sync::identity::{AppIdentity, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::cluster::{ApiError, explain};
+use crate::identity::{AppIdentity, LABEL_APP, LABEL_MANAGED_BY, MANAGED_BY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -56,8 +56,14 @@ pub enum LockError {
         renewed: String,
         waited_secs: u64,
     },
-    #[error("application {app}: {reason}")]
-    Api { app: String, reason: String },
+    #[error("application {app}: {doing} Lease {lease}")]
+    Api {
+        app: String,
+        doing: String,
+        lease: String,
+        #[source]
+        source: ApiError,
+    },
 }
 
 /// How long to wait for the lock, and how long a holder's claim lasts.
@@ -191,11 +197,9 @@ pub async fn acquire(
     let started = Instant::now();
     let api_error = |doing: &str, error: kube::Error| LockError::Api {
         app: app.full(),
-        reason: format!(
-            "{doing} Lease {}/{name}: {}",
-            app.namespace,
-            explain(&error)
-        ),
+        doing: doing.to_string(),
+        lease: format!("{}/{name}", app.namespace),
+        source: error.into(),
     };
     loop {
         let now = Timestamp::now();
@@ -365,13 +369,51 @@ impl AppLock {
     fn api_error(&self, doing: &str, error: kube::Error) -> LockError {
         LockError::Api {
             app: self.app.full(),
-            reason: format!(
-                "{doing} Lease {}/{}: {}",
-                self.app.namespace,
-                self.name,
-                explain(&error)
-            ),
+            doing: doing.to_string(),
+            lease: format!("{}/{}", self.app.namespace, self.name),
+            source: error.into(),
         }
+    }
+}
+
+/// Deletes the application's Lease (after an uninstall), unless someone
+/// holds it: a holder's Lease is theirs to release.
+pub async fn remove(client: &kube::Client, app: &AppIdentity) -> Result<(), LockError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    let name = lease_name(app);
+    let api_error = |doing: &str, error: kube::Error| LockError::Api {
+        app: app.full(),
+        doing: doing.to_string(),
+        lease: format!("{}/{name}", app.namespace),
+        source: error.into(),
+    };
+    let Some(lease) = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| api_error("reading", e))?
+    else {
+        return Ok(());
+    };
+    let held = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .is_some_and(|h| !h.is_empty());
+    if held {
+        return Ok(());
+    }
+    let precondition = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: lease.metadata.resource_version.clone(),
+            uid: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &precondition).await {
+        Ok(_) => Ok(()),
+        // Gone already, or taken meanwhile (the precondition failed).
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(error) => Err(api_error("deleting", error)),
     }
 }
 

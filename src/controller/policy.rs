@@ -1,0 +1,660 @@
+//! What a reconcile does, and what it tells: pure functions of what the
+//! reconcile found. The reconcile (`reconcile.rs`) gathers the facts
+//! (dependencies, git, render, plan) and carries out the decision; every
+//! rule lives here, unit-tested case by case.
+//!
+//! ```text
+//!   Failure (any step) ──────────────► failed() ──────────┐
+//!   Facts (plan found) ─► decide() ─┬─ InSync ─► in_sync()  ├─► Verdict { observation, events,
+//!                                   ├─ ReportDrift / OutOfSync (verdicts)    reason, requeue }
+//!                                   └─ Sync(operation) ─► engine ─► after_sync()
+//! ```
+
+use kube::runtime::events::{Event, EventType};
+
+use super::status::{Applied, Observation, State};
+use crate::spec::Reason;
+use crate::sync::drift::Drift;
+use crate::sync::engine::{EngineError, Operation, SyncOutcome};
+
+/// Objects named in a condition or Event message; the rest are counted.
+pub const OBJECTS_SHOWN: usize = 10;
+
+/// When to reconcile again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// After the interval (plus jitter).
+    Interval,
+    /// After an error: the backoff.
+    Backoff,
+    /// Soon: waiting for something that polling notices (a dependency).
+    Soon,
+}
+
+/// What one reconcile decided: the status, the Events, when to come back.
+pub struct Verdict {
+    pub observation: Observation,
+    pub events: Vec<Event>,
+    /// What the reconcile counts as in metrics.
+    pub reason: Reason,
+    pub requeue: Requeue,
+}
+
+impl Verdict {
+    pub fn failed(&self) -> bool {
+        self.requeue == Requeue::Backoff
+    }
+}
+
+/// Why a reconcile stopped before it could apply: every early exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+    /// The commit it was working on, once known.
+    pub commit: Option<String>,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+            commit: None,
+        }
+    }
+
+    pub fn at(mut self, commit: &str) -> Failure {
+        self.commit = Some(commit.to_string());
+        self
+    }
+}
+
+/// Ready=False with the failure's reason, a `SyncFailed` Event, backoff.
+pub fn failed(failure: Failure) -> Verdict {
+    Verdict {
+        observation: Observation {
+            state: Some(not_ready(failure.reason, failure.message.clone(), false)),
+            attempted_commit: failure.commit,
+            ..Observation::default()
+        },
+        events: vec![warning("SyncFailed", "Sync", failure.message)],
+        reason: failure.reason,
+        requeue: Requeue::Backoff,
+    }
+}
+
+/// A dependency is not Ready: wait, without an Event.
+pub fn waiting_for_dependency(message: String) -> Verdict {
+    Verdict {
+        observation: Observation {
+            state: Some(not_ready(Reason::DependencyNotReady, message, false)),
+            ..Observation::default()
+        },
+        events: Vec::new(),
+        reason: Reason::DependencyNotReady,
+        requeue: Requeue::Soon,
+    }
+}
+
+/// What the reconcile found once it had a plan.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    pub name: &'a str,
+    /// The commit whose content was rendered.
+    pub commit: &'a str,
+    /// `windlass reconcile` asked for this reconcile.
+    pub asked: bool,
+    pub automated: bool,
+    pub self_heal: bool,
+    pub has_changes: bool,
+    /// `N to create, …`
+    pub plan_summary: String,
+    /// The desired state is the revision the status says is applied.
+    pub same_as_applied: bool,
+    /// What differs from the applied revision (empty unless `same_as_applied`).
+    pub drift: &'a Drift,
+    /// The Drifted condition's message now, if drifted.
+    pub drift_reported: Option<&'a str>,
+    /// The applied revision and commit the status names.
+    pub applied: (Option<u64>, Option<&'a str>),
+    /// Of the desired state.
+    pub manifest_digest: &'a str,
+    pub object_count: usize,
+}
+
+/// What to do with a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to write: the applied revision is live.
+    InSync,
+    /// Live objects differ from the applied revision, and selfHeal is off.
+    ReportDrift,
+    /// A new commit is not applied, and automated sync is off.
+    OutOfSync,
+    Sync(Operation),
+}
+
+pub fn decide(facts: &Facts<'_>) -> Decision {
+    if !facts.has_changes {
+        return Decision::InSync;
+    }
+    let drift_only = facts.same_as_applied;
+    if facts.asked || (facts.automated && (!drift_only || facts.self_heal)) {
+        let operation = if drift_only {
+            Operation::SelfHeal
+        } else {
+            Operation::Sync
+        };
+        return Decision::Sync(operation);
+    }
+    if drift_only {
+        Decision::ReportDrift
+    } else {
+        Decision::OutOfSync
+    }
+}
+
+/// In sync. `live` is the deployed revision read from the records when the
+/// status did not name it yet (applied by the CLI, or before this status).
+pub fn in_sync(facts: &Facts<'_>, live: Option<Applied>) -> Verdict {
+    let (revision, commit) = match &live {
+        Some(applied) => (Some(applied.revision), applied.commit.clone()),
+        None => (facts.applied.0, facts.applied.1.map(str::to_string)),
+    };
+    let observation = Observation {
+        attempted_commit: Some(facts.commit.to_string()),
+        applied: live,
+        held_back_commit: Some(None),
+        drift: Some(None),
+        state: Some(State::Ready {
+            reason: Reason::Succeeded,
+            message: applied_message(revision, commit.as_deref()),
+        }),
+        ..Observation::default()
+    };
+    done(observation, Vec::new(), Reason::Succeeded)
+}
+
+/// Drift with selfHeal off: Drifted, and one Event per change of the drift.
+pub fn drift_reported(facts: &Facts<'_>) -> Verdict {
+    let summary = facts.drift.summary(OBJECTS_SHOWN);
+    let mut events = Vec::new();
+    if facts.drift_reported != Some(summary.as_str()) {
+        events.push(warning("DriftDetected", "DetectDrift", summary.clone()));
+    }
+    let observation = Observation {
+        attempted_commit: Some(facts.commit.to_string()),
+        drift: Some(Some(summary)),
+        ..Observation::default()
+    };
+    done(observation, events, Reason::Succeeded)
+}
+
+/// A new commit waits for `windlass reconcile`.
+pub fn out_of_sync(facts: &Facts<'_>) -> Verdict {
+    let message = format!(
+        "commit {} is not applied ({}); automated sync is off: run `windlass reconcile {}`",
+        short(facts.commit),
+        facts.plan_summary,
+        facts.name
+    );
+    let observation = Observation {
+        attempted_commit: Some(facts.commit.to_string()),
+        state: Some(not_ready(Reason::OutOfSync, message, false)),
+        ..Observation::default()
+    };
+    done(observation, Vec::new(), Reason::OutOfSync)
+}
+
+/// The status written while a sync runs.
+pub fn progressing(facts: &Facts<'_>) -> Observation {
+    Observation {
+        state: Some(State::Progressing {
+            message: format!(
+                "applying commit {}: {}",
+                short(facts.commit),
+                facts.plan_summary
+            ),
+        }),
+        attempted_commit: Some(facts.commit.to_string()),
+        ..Observation::default()
+    }
+}
+
+/// The engine refused to sync, or failed before recording anything.
+pub fn sync_refused(facts: &Facts<'_>, error: &EngineError) -> Verdict {
+    match error {
+        EngineError::Quarantined { what, revision } => {
+            let observation = Observation {
+                attempted_commit: Some(facts.commit.to_string()),
+                held_back_commit: Some(Some(facts.commit.to_string())),
+                state: Some(not_ready(
+                    Reason::HeldBack,
+                    format!(
+                        "{what} failed its health check at revision {revision} and was rolled \
+                         back; it is not applied again until a new commit arrives"
+                    ),
+                    true,
+                )),
+                ..Observation::default()
+            };
+            done(observation, Vec::new(), Reason::HeldBack)
+        }
+        other => {
+            // A busy lock (someone runs `windlass sync` by hand) is retried.
+            let reason = match other {
+                EngineError::Lock(_) => Reason::Locked,
+                _ => Reason::SyncFailed,
+            };
+            let message = format!("sync failed: {}", crate::cluster::chain(other));
+            failed(Failure::new(reason, message).at(facts.commit))
+        }
+    }
+}
+
+/// How a sync that ran ended: status and Events. `now` is the sync time.
+pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdict {
+    let commit = facts.commit;
+    let mut events = pruned_event(outcome);
+    let mut observation = Observation {
+        attempted_commit: Some(commit.to_string()),
+        ..Observation::default()
+    };
+    match outcome {
+        SyncOutcome::Unchanged { .. } => {
+            // Another writer made it current meanwhile.
+            in_sync(facts, None)
+        }
+        SyncOutcome::Deployed { revision, .. } => {
+            let revision = *revision;
+            observation.applied = Some(Applied {
+                revision,
+                commit: Some(commit.to_string()),
+                manifest_digest: facts.manifest_digest.to_string(),
+                object_count: facts.object_count,
+                sync_time: now.to_string(),
+            });
+            observation.drift = Some(None);
+            observation.held_back_commit = Some(None);
+            observation.state = Some(State::Ready {
+                reason: Reason::Succeeded,
+                message: applied_message(Some(revision), Some(commit)),
+            });
+            let (reason, action, note) = if facts.same_as_applied && !facts.drift.is_empty() {
+                (
+                    "DriftCorrected",
+                    "SelfHeal",
+                    format!(
+                        "re-applied revision {revision}: {}",
+                        facts.drift.summary(OBJECTS_SHOWN)
+                    ),
+                )
+            } else {
+                (
+                    "SyncSucceeded",
+                    "Sync",
+                    format!(
+                        "revision {revision}: commit {}: {}",
+                        short(commit),
+                        facts.plan_summary
+                    ),
+                )
+            };
+            events.push(normal(reason, action, note));
+            done(observation, events, Reason::Succeeded)
+        }
+        SyncOutcome::RolledBack {
+            revision,
+            failure,
+            to,
+            restored,
+            ..
+        } => {
+            events.push(warning(
+                "HealthCheckFailed",
+                "Sync",
+                format!("revision {revision} (commit {}): {failure}", short(commit)),
+            ));
+            events.push(warning(
+                "RolledBack",
+                "Rollback",
+                format!(
+                    "rolled back to revision {to}; commit {} is held back until a new commit \
+                     arrives",
+                    short(commit)
+                ),
+            ));
+            observation.applied = Some(Applied {
+                revision: restored.revision,
+                commit: restored.commit.clone(),
+                manifest_digest: restored.manifest_digest.clone(),
+                object_count: restored.object_count,
+                sync_time: now.to_string(),
+            });
+            observation.held_back_commit = Some(Some(commit.to_string()));
+            observation.drift = Some(None);
+            observation.state = Some(not_ready(
+                Reason::HeldBack,
+                format!(
+                    "commit {} failed at revision {revision} ({failure}) and was rolled back to \
+                     revision {to}; push a new commit",
+                    short(commit)
+                ),
+                true,
+            ));
+            Verdict {
+                observation,
+                events,
+                reason: Reason::HeldBack,
+                requeue: Requeue::Interval,
+            }
+        }
+        SyncOutcome::Failed {
+            revision, failure, ..
+        } => {
+            let reason = match failure {
+                crate::sync::engine::SyncFailure::Unhealthy(_) => Reason::HealthCheckFailed,
+                crate::sync::engine::SyncFailure::Apply(_) => Reason::SyncFailed,
+            };
+            let message = format!("revision {revision} (commit {}): {failure}", short(commit));
+            let mut verdict = failed(Failure::new(reason, message.clone()).at(commit));
+            events.push(warning(reason.as_str(), "Sync", message));
+            verdict.events = events;
+            verdict
+        }
+    }
+}
+
+/// `Pruned`, when the sync deleted objects.
+fn pruned_event(outcome: &SyncOutcome) -> Vec<Event> {
+    let Some(report) = outcome.report() else {
+        return Vec::new();
+    };
+    if report.deleted.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = report
+        .deleted
+        .iter()
+        .take(OBJECTS_SHOWN)
+        .map(crate::sync::diff::display_name)
+        .collect();
+    vec![normal(
+        "Pruned",
+        "Prune",
+        format!(
+            "deleted {} object(s): {}",
+            report.deleted.len(),
+            names.join(", ")
+        ),
+    )]
+}
+
+fn done(observation: Observation, events: Vec<Event>, reason: Reason) -> Verdict {
+    Verdict {
+        observation,
+        events,
+        reason,
+        requeue: Requeue::Interval,
+    }
+}
+
+fn not_ready(reason: Reason, message: String, stalled: bool) -> State {
+    State::NotReady {
+        reason,
+        message,
+        stalled,
+    }
+}
+
+pub fn applied_message(revision: Option<u64>, commit: Option<&str>) -> String {
+    match (revision, commit) {
+        (Some(revision), Some(commit)) => {
+            format!("revision {revision} is applied: commit {}", short(commit))
+        }
+        (Some(revision), None) => format!("revision {revision} is applied"),
+        _ => "the cluster matches the source".to_string(),
+    }
+}
+
+pub fn normal(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: reason.to_string(),
+        note: Some(cut(note)),
+        action: action.to_string(),
+        secondary: None,
+    }
+}
+
+pub fn warning(reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        note: Some(cut(note)),
+        action: action.to_string(),
+        secondary: None,
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn cut(mut text: String) -> String {
+    if text.len() > 1000 {
+        let mut end = 997;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::drift::Drift;
+
+    fn facts(drift: &Drift) -> Facts<'_> {
+        Facts {
+            name: "web",
+            commit: "0123456789abcdef",
+            asked: false,
+            automated: true,
+            self_heal: false,
+            has_changes: true,
+            plan_summary: "1 to create".into(),
+            same_as_applied: false,
+            drift,
+            drift_reported: None,
+            applied: (Some(3), Some("fedcba9876543210")),
+            manifest_digest: "m",
+            object_count: 2,
+        }
+    }
+
+    fn empty_plan() -> crate::sync::plan::Plan {
+        crate::sync::plan::Plan {
+            app: crate::identity::AppIdentity::new("a", "web"),
+            changes: Vec::new(),
+            rejected: Vec::new(),
+            prune: Vec::new(),
+            prune_live: Default::default(),
+            prune_refused: None,
+        }
+    }
+
+    fn ready_reason(verdict: &Verdict) -> Option<Reason> {
+        match &verdict.observation.state {
+            Some(State::Ready { reason, .. }) | Some(State::NotReady { reason, .. }) => {
+                Some(*reason)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn no_changes_is_in_sync_whatever_the_settings() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.has_changes = false;
+        f.automated = false;
+        assert_eq!(decide(&f), Decision::InSync);
+        let verdict = in_sync(&f, None);
+        assert_eq!(ready_reason(&verdict), Some(Reason::Succeeded));
+        assert!(verdict.events.is_empty());
+        match verdict.observation.state {
+            Some(State::Ready { message, .. }) => {
+                assert_eq!(message, "revision 3 is applied: commit fedcba9")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_commit_syncs_when_automated_and_waits_otherwise() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        assert_eq!(decide(&f), Decision::Sync(Operation::Sync));
+        f.automated = false;
+        assert_eq!(decide(&f), Decision::OutOfSync);
+        let verdict = out_of_sync(&f);
+        assert_eq!(ready_reason(&verdict), Some(Reason::OutOfSync));
+        f.asked = true;
+        assert_eq!(
+            decide(&f),
+            Decision::Sync(Operation::Sync),
+            "windlass reconcile"
+        );
+    }
+
+    #[test]
+    fn drift_is_healed_only_with_self_heal_or_when_asked() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.same_as_applied = true;
+        assert_eq!(decide(&f), Decision::ReportDrift);
+        f.self_heal = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::SelfHeal));
+        f.self_heal = false;
+        f.asked = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::SelfHeal));
+    }
+
+    #[test]
+    fn drift_sends_one_event_per_change_of_the_drift() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.same_as_applied = true;
+        let summary = drift.summary(OBJECTS_SHOWN);
+        assert_eq!(drift_reported(&f).events.len(), 1);
+        f.drift_reported = Some(&summary);
+        let verdict = drift_reported(&f);
+        assert!(verdict.events.is_empty());
+        assert_eq!(verdict.observation.drift, Some(Some(summary.clone())));
+    }
+
+    #[test]
+    fn a_failure_is_not_ready_with_its_reason_and_backs_off() {
+        let verdict = failed(Failure::new(Reason::GitFailed, "git: unreachable").at("abc"));
+        assert_eq!(ready_reason(&verdict), Some(Reason::GitFailed));
+        assert!(verdict.failed());
+        assert_eq!(verdict.observation.attempted_commit.as_deref(), Some("abc"));
+        assert_eq!(verdict.events[0].reason, "SyncFailed");
+        assert_eq!(verdict.reason.metric_result(), "failure");
+    }
+
+    #[test]
+    fn a_quarantined_commit_is_held_back_and_stalled_without_backoff() {
+        let drift = Drift::default();
+        let f = facts(&drift);
+        let error = EngineError::Quarantined {
+            what: "commit 0123456".into(),
+            revision: 4,
+        };
+        let verdict = sync_refused(&f, &error);
+        assert_eq!(ready_reason(&verdict), Some(Reason::HeldBack));
+        assert!(!verdict.failed());
+        assert!(matches!(
+            verdict.observation.state,
+            Some(State::NotReady { stalled: true, .. })
+        ));
+        assert_eq!(
+            verdict.observation.held_back_commit,
+            Some(Some(f.commit.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_busy_lock_is_retried_with_its_own_reason() {
+        let drift = Drift::default();
+        let f = facts(&drift);
+        let error = EngineError::Lock(crate::sync::lock::LockError::Held {
+            app: "a.web".into(),
+            holder: "cli:me@host".into(),
+            renewed: "now".into(),
+            waited_secs: 0,
+        });
+        let verdict = sync_refused(&f, &error);
+        assert_eq!(ready_reason(&verdict), Some(Reason::Locked));
+        assert!(verdict.failed());
+    }
+
+    #[test]
+    fn an_unchanged_outcome_is_in_sync_and_a_deployed_one_names_the_revision() {
+        let drift = Drift::default();
+        let f = facts(&drift);
+        let plan = empty_plan();
+        let verdict = after_sync(&f, &SyncOutcome::Unchanged { plan }, "t");
+        assert_eq!(ready_reason(&verdict), Some(Reason::Succeeded));
+        let deployed = SyncOutcome::Deployed {
+            plan: empty_plan(),
+            revision: 5,
+            report: crate::sync::apply::ApplyReport::default(),
+        };
+        let verdict = after_sync(&f, &deployed, "t");
+        let applied = verdict.observation.applied.clone().unwrap();
+        assert_eq!(applied.revision, 5);
+        assert_eq!(applied.object_count, 2);
+        assert_eq!(verdict.events[0].reason, "SyncSucceeded");
+    }
+
+    #[test]
+    fn an_unhealthy_revision_fails_with_health_check_failed_and_a_rolled_back_one_is_held() {
+        let drift = Drift::default();
+        let f = facts(&drift);
+        let failed_outcome = SyncOutcome::Failed {
+            plan: empty_plan(),
+            revision: 6,
+            report: None,
+            failure: crate::sync::engine::SyncFailure::Unhealthy(vec!["deployment/web".into()]),
+        };
+        let verdict = after_sync(&f, &failed_outcome, "t");
+        assert_eq!(ready_reason(&verdict), Some(Reason::HealthCheckFailed));
+        assert!(verdict.failed());
+        let rolled_back = SyncOutcome::RolledBack {
+            plan: empty_plan(),
+            revision: 6,
+            report: crate::sync::apply::ApplyReport::default(),
+            failure: crate::sync::engine::SyncFailure::Unhealthy(vec!["deployment/web".into()]),
+            to: 5,
+            restored: crate::sync::engine::Restored {
+                revision: 7,
+                commit: Some("fedcba9876543210".into()),
+                manifest_digest: "old".into(),
+                object_count: 1,
+            },
+        };
+        let verdict = after_sync(&f, &rolled_back, "t");
+        assert_eq!(ready_reason(&verdict), Some(Reason::HeldBack));
+        assert!(!verdict.failed());
+        assert_eq!(verdict.observation.applied.unwrap().revision, 7);
+        let reasons: Vec<&str> = verdict.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, vec!["HealthCheckFailed", "RolledBack"]);
+    }
+}
