@@ -331,18 +331,7 @@ async fn gather_and_act(
     })?;
 
     let old = application.status.clone().unwrap_or_default();
-    let same_as_applied = old.last_applied_revision.is_some()
-        && old.manifest_digest.as_deref() == Some(desired.rendered.manifest_digest.as_str());
-    let drift = if same_as_applied {
-        Drift::from_plan(&planned.plan)
-    } else {
-        Drift::default()
-    };
-    context
-        .metrics
-        .drifted_objects
-        .get_or_create(&labels(application))
-        .set(drift.objects.len() as i64);
+    let (same_as_applied, drift) = drift(application, context, desired, &planned.plan);
     let drift_reported = application
         .condition(status::DRIFTED)
         .map(|c| c.message.as_str());
@@ -377,36 +366,83 @@ async fn gather_and_act(
         Decision::ReportDrift => policy::drift_reported(&facts),
         Decision::OutOfSync => policy::out_of_sync(&facts),
         Decision::Sync(operation) => {
-            if let Err(error) =
-                write_status(application, context, &policy::progressing(&facts)).await
-            {
-                warn!(error = %error, "could not mark the Application as reconciling");
-            }
-            let options = SyncOptions::for_application(application, operation, &context.identity);
-            let progress = |line: &str| info!("{line}");
-            // The plan made above is fresh: the engine does not dry-run it again.
-            let result = engine::sync_planned(
-                &context.client,
-                &context.kinds,
-                &target.app,
+            let sync = Sync {
+                application,
+                context,
+                target: &target,
                 desired,
-                Some(planned),
-                &options,
-                &progress,
-            )
-            .await;
-            match result {
-                Ok(outcome) => {
-                    count_writes(application, context, &outcome);
-                    if let Some(number) = outcome.revision() {
-                        Span::current().record("revision", number);
-                    }
-                    policy::after_sync(&facts, &outcome, &engine::now())
-                }
-                Err(error) => policy::sync_refused(&facts, &error),
-            }
+                operation,
+            };
+            sync.run(&facts, planned).await
         }
     })
+}
+
+/// A sync the policy decided on, carried out through the engine.
+struct Sync<'a> {
+    application: &'a Application,
+    context: &'a Context,
+    target: &'a Target,
+    desired: &'a Desired,
+    operation: Operation,
+}
+
+impl Sync<'_> {
+    async fn run(self, facts: &Facts<'_>, planned: engine::Planned) -> Verdict {
+        let (application, context) = (self.application, self.context);
+        if let Err(error) = write_status(application, context, &policy::progressing(facts)).await {
+            warn!(error = %error, "could not mark the Application as reconciling");
+        }
+        let options = SyncOptions::for_application(application, self.operation, &context.identity);
+        let progress = |line: &str| info!("{line}");
+        // The plan made by the reconcile is fresh: the engine does not
+        // dry-run it again, nor list the records again.
+        let result = engine::sync_planned(
+            &context.client,
+            &context.kinds,
+            &self.target.app,
+            self.desired,
+            Some(planned),
+            &options,
+            &progress,
+        )
+        .await;
+        match result {
+            Ok(outcome) => {
+                count_writes(application, context, &outcome);
+                if let Some(number) = outcome.revision() {
+                    Span::current().record("revision", number);
+                }
+                policy::after_sync(facts, &outcome, &engine::now())
+            }
+            Err(error) => policy::sync_refused(facts, &error),
+        }
+    }
+}
+
+/// Whether `desired` is the revision the status says is applied, and if so,
+/// what differs from it live (also a metric).
+fn drift(
+    application: &Application,
+    context: &Context,
+    desired: &Desired,
+    plan: &crate::sync::plan::Plan,
+) -> (bool, Drift) {
+    let old = application.status.as_ref();
+    let same_as_applied = old.is_some_and(|s| {
+        s.last_applied_revision.is_some()
+            && s.manifest_digest.as_deref() == Some(desired.rendered.manifest_digest.as_str())
+    });
+    let drift = match same_as_applied {
+        true => Drift::from_plan(plan),
+        false => Drift::default(),
+    };
+    context
+        .metrics
+        .drifted_objects
+        .get_or_create(&labels(application))
+        .set(drift.objects.len() as i64);
+    (same_as_applied, drift)
 }
 
 /// The target, with git credentials from `spec.source.secretRef`.
