@@ -26,18 +26,8 @@ use handlebars::template::{Parameter, Template, TemplateElement};
 use handlebars::{Context, Handlebars, RenderError, RenderErrorReason, TemplateError};
 use serde_json::{Map, Value, json};
 
-use super::yaml::{YamlErrors, YamlLimits, load_single};
-use super::{Error, Errors, RenderInput, Source, helpers, values};
-
-/// Every YAML error of a chart file, as one error.
-fn yaml_error(path: &str, errors: YamlErrors) -> Error {
-    let mut found = Errors::default();
-    found.yaml(errors, |error| Error::Yaml {
-        path: path.to_string(),
-        error,
-    });
-    found.into_error()
-}
+use super::yaml::{YamlLimits, load_single};
+use super::{Error, Errors, RenderInput, Source, helpers, values, yaml_file_error};
 
 /// What `Chart.yaml` says about a chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +44,8 @@ pub struct ChartMetadata {
 impl ChartMetadata {
     pub(crate) fn parse(text: &str, limits: &YamlLimits) -> Result<ChartMetadata, Error> {
         let invalid = |reason: String| Error::ChartMetadata { reason };
-        let value = load_single(text, limits).map_err(|errors| yaml_error("Chart.yaml", errors))?;
+        let value =
+            load_single(text, limits).map_err(|errors| yaml_file_error("Chart.yaml", errors))?;
         let Some(Value::Object(fields)) = value else {
             return Err(invalid(
                 "expected a map with name, version and description".into(),
@@ -176,7 +167,8 @@ pub(crate) fn render(
 
     let read_values = |source: &mut Source<'_>, path: &str| -> Result<Map<String, Value>, Error> {
         let text = source.text(path)?;
-        let value = load_single(&text, &yaml_limits).map_err(|errors| yaml_error(path, errors))?;
+        let value =
+            load_single(&text, &yaml_limits).map_err(|errors| yaml_file_error(path, errors))?;
         match value {
             None => Ok(Map::new()),
             Some(Value::Object(map)) => Ok(map),

@@ -159,14 +159,8 @@ impl ValuesLayer {
     /// Reads a values file the way chart values files are read (same YAML
     /// rules and limits). It must hold one map (or nothing).
     pub fn from_yaml(name: &str, text: &str, limits: &Limits) -> Result<ValuesLayer, Error> {
-        let value = yaml::load_single(text, &limits.yaml()).map_err(|errors| {
-            let mut found = Errors::default();
-            found.yaml(errors, |error| Error::Yaml {
-                path: name.to_string(),
-                error,
-            });
-            found.into_error()
-        })?;
+        let value = yaml::load_single(text, &limits.yaml())
+            .map_err(|errors| yaml_file_error(name, errors))?;
         match value {
             None => Ok(ValuesLayer {
                 name: name.to_string(),
@@ -404,6 +398,17 @@ pub enum Error {
     /// counts those past [`MAX_ERRORS`].
     #[error("{}", ErrorList(errors, *more))]
     Many { errors: Vec<Error>, more: usize },
+}
+
+/// Every YAML error of a file read whole (values, `Chart.yaml`), as one
+/// error.
+pub(crate) fn yaml_file_error(path: &str, errors: YamlErrors) -> Error {
+    let mut found = Errors::default();
+    found.yaml(errors, |error| Error::Yaml {
+        path: path.to_string(),
+        error,
+    });
+    found.into_error()
 }
 
 /// Displays errors as one (a single one) or as a counted list, one per line.
