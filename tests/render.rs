@@ -412,3 +412,151 @@ fn a_missing_directory_is_an_error() {
     let message = assert_fails(&["render", "examples/does-not-exist"]);
     assert!(message.contains("examples/does-not-exist"), "{message}");
 }
+
+#[test]
+fn every_files_errors_come_in_one_run() {
+    let scratch = Scratch::new("many");
+    let config_map =
+        |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+    scratch
+        .file(
+            "a-secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: [hunter2\n",
+        )
+        .file(
+            "b-volume.yaml",
+            &format!("{}data:\n  enabled: yes\n  mode: 0755\n", config_map("b")),
+        )
+        .file(
+            "c-keys.yaml",
+            &format!("{}data:\n  k: \"1\"\n  k: \"2\"\n", config_map("c")),
+        )
+        .file("d-settings.yaml", "log: debug\n")
+        .file("e-same.yaml", &config_map("same"))
+        .file("f-same.yaml", &config_map("same"));
+    let message = assert_fails(&["render", scratch.path()]);
+    let lines: Vec<&str> = message.lines().collect();
+    assert!(lines[0].ends_with(": 6 errors:"), "{message}");
+    let expected = [
+        "- `a-secret.yaml`: document 1, line ",
+        "- `b-volume.yaml`: document 1, line 6 column 12: unquoted value",
+        "- `b-volume.yaml`: document 1, line 7 column 9: unquoted value with a leading zero",
+        "- `c-keys.yaml`: document 1, line 7 column 3: duplicate mapping key `k`",
+        "- `d-settings.yaml` document 1: not a Kubernetes object",
+        "- ConfigMap same -n default is defined twice: in `e-same.yaml` document 1 and in \
+         `f-same.yaml` document 1",
+    ];
+    assert_eq!(lines.len(), 1 + expected.len(), "{message}");
+    for (line, start) in lines[1..].iter().zip(expected) {
+        assert!(line.starts_with(start), "{start}\n{message}");
+    }
+    assert!(lines[1].contains(" column "), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn binary_values_are_sent_as_kubectl_sends_them() {
+    // kubectl reads `!!binary` through sigs.k8s.io/yaml (go-yaml v2): the
+    // base64 is decoded and the bytes are sent as the JSON string, once.
+    let scratch = Scratch::new("binary");
+    scratch.file(
+        "app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  \
+         greeting: !!binary aGVsbG8=\n  wrapped: !!binary |\n    aGVs\n    bG8=\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  \
+         token: !!binary Y2hhbmdlLW1l\n",
+    );
+    let output = windlass(&["render", scratch.path(), "-o", "json", "--show-secrets"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    assert_eq!(
+        list["items"][0]["data"],
+        serde_json::json!({"greeting": "hello", "wrapped": "hello"})
+    );
+    // What kubectl sends for the Secret too: the decoded text (which the
+    // API server, reading `data` as base64, refuses for kubectl alike).
+    assert_eq!(
+        list["items"][1]["data"],
+        serde_json::json!({"token": "change-me"})
+    );
+
+    scratch.file(
+        "app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: !!binary aGVsbG8\n",
+    );
+    let message = assert_fails(&["render", scratch.path()]);
+    assert!(
+        message.contains(
+            "`app.yaml`: document 1, line 6 column 15: a `!!binary` value that is not valid base64"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_leading_zero_hint_gives_octal_and_decimal_spellings() {
+    let scratch = Scratch::new("leading-zero");
+    scratch.file(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  volumes:\n    - name: v\n      \
+         configMap:\n        name: c\n        defaultMode: 0755\n",
+    );
+    let message = assert_fails(&["render", scratch.path()]);
+    assert!(
+        message.contains(
+            "`pod.yaml`: document 1, line 10 column 22: unquoted value with a leading zero"
+        ),
+        "{message}"
+    );
+    for advice in [
+        "0755 → 0o755",
+        "0755 → 493",
+        "only if the field is a string",
+    ] {
+        assert!(message.contains(advice), "{advice}: {message}");
+    }
+    // Following the advice renders the number Kubernetes would have read.
+    for spelling in ["0o755", "493"] {
+        scratch.file(
+            "pod.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  volumes:\n    - name: \
+                 v\n      configMap:\n        name: c\n        defaultMode: {spelling}\n"
+            ),
+        );
+        let output = windlass(&["render", scratch.path()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("defaultMode: 493"),
+            "{}",
+            stdout(&output)
+        );
+    }
+}
+
+#[test]
+fn duplicate_keys_are_named_in_manifests_and_values_files() {
+    let scratch = Scratch::new("duplicate-keys");
+    scratch
+        .file("Chart.yaml", "name: dup\nversion: 0.1.0\n")
+        .file("values.yaml", "replicas: 1\nreplicas: 2\n")
+        .file(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+        );
+    let message = assert_fails(&["render", scratch.path()]);
+    assert!(
+        message.contains(
+            "`values.yaml`: document 1, line 2 column 1: duplicate mapping key `replicas`"
+        ),
+        "{message}"
+    );
+    let extra = Scratch::new("duplicate-keys-extra");
+    extra.file("extra.yaml", "image:\n  tag: a\n  tag: b\n");
+    let values = format!("{}/extra.yaml", extra.path());
+    let message = assert_fails(&["render", scratch.path(), "-f", &values]);
+    assert!(
+        message.contains("line 3 column 3: duplicate mapping key `tag`"),
+        "{message}"
+    );
+}

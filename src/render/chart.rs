@@ -27,7 +27,7 @@ use handlebars::{Context, Handlebars, RenderError, RenderErrorReason, TemplateEr
 use serde_json::{Map, Value, json};
 
 use super::yaml::{YamlLimits, load_single};
-use super::{Error, RenderInput, Source, helpers, values};
+use super::{Error, Errors, RenderInput, Source, helpers, values, yaml_file_error};
 
 /// What `Chart.yaml` says about a chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,10 +44,8 @@ pub struct ChartMetadata {
 impl ChartMetadata {
     pub(crate) fn parse(text: &str, limits: &YamlLimits) -> Result<ChartMetadata, Error> {
         let invalid = |reason: String| Error::ChartMetadata { reason };
-        let value = load_single(text, limits).map_err(|error| Error::Yaml {
-            path: "Chart.yaml".into(),
-            error,
-        })?;
+        let value =
+            load_single(text, limits).map_err(|errors| yaml_file_error("Chart.yaml", errors))?;
         let Some(Value::Object(fields)) = value else {
             return Err(invalid(
                 "expected a map with name, version and description".into(),
@@ -147,23 +145,30 @@ fn environments(files: &[&String]) -> Result<Option<BTreeMap<String, String>>, E
     Ok(has_folder.then_some(found))
 }
 
+/// One output template: its path, and its text or why it has none.
+pub(crate) type Output = (String, Result<String, Error>);
+
 /// Reads, layers and renders a chart. Returns each output template's path
-/// and text, in path order.
+/// and text (or error), in path order.
+///
+/// Errors are collected phase by phase: the values files (both, each with
+/// all its YAML errors), then the templates' syntax, then each template's
+/// rendering. A phase with errors ends the render there, since the next
+/// one would only fail on its account.
 pub(crate) fn render(
     input: &RenderInput<'_>,
     files: &[&String],
     source: &mut Source<'_>,
-) -> Result<(ChartMetadata, Vec<(String, String)>), Error> {
+) -> Result<(ChartMetadata, Vec<Output>), Error> {
     let yaml_limits = input.limits.yaml();
     let metadata = ChartMetadata::parse(&source.text("Chart.yaml")?, &yaml_limits)?;
     let chart = metadata.name.clone();
+    let mut errors = Errors::default();
 
     let read_values = |source: &mut Source<'_>, path: &str| -> Result<Map<String, Value>, Error> {
         let text = source.text(path)?;
-        let value = load_single(&text, &yaml_limits).map_err(|error| Error::Yaml {
-            path: path.to_string(),
-            error,
-        })?;
+        let value =
+            load_single(&text, &yaml_limits).map_err(|errors| yaml_file_error(path, errors))?;
         match value {
             None => Ok(Map::new()),
             Some(Value::Object(map)) => Ok(map),
@@ -174,7 +179,13 @@ pub(crate) fn render(
     };
 
     let defaults = if files.iter().any(|f| *f == "values.yaml") {
-        read_values(source, "values.yaml")?
+        match read_values(source, "values.yaml") {
+            Ok(map) => map,
+            Err(error) => {
+                errors.read(error)?;
+                Map::new()
+            }
+        }
     } else {
         Map::new()
     };
@@ -183,16 +194,22 @@ pub(crate) fn render(
         None => None,
         Some(environment) => {
             if !is_environment_name(environment) {
-                return Err(Error::BadEnvironmentName {
+                return Err(errors.fatal(Error::BadEnvironmentName {
                     environment: environment.clone(),
-                });
+                }));
             }
-            match environments(files)? {
+            match environments(files).map_err(|error| errors.fatal(error))? {
                 None => None,
                 Some(known) => match known.get(environment) {
-                    Some(path) => Some(read_values(source, path)?),
+                    Some(path) => match read_values(source, path) {
+                        Ok(map) => Some(map),
+                        Err(error) => {
+                            errors.read(error)?;
+                            None
+                        }
+                    },
                     None => {
-                        return Err(Error::UnknownEnvironment {
+                        return Err(errors.fatal(Error::UnknownEnvironment {
                             chart: chart.clone(),
                             environment: environment.clone(),
                             available: if known.is_empty() {
@@ -200,24 +217,24 @@ pub(crate) fn render(
                             } else {
                                 known.keys().cloned().collect::<Vec<_>>().join(", ")
                             },
-                        });
+                        }));
                     }
                 },
             }
         }
     };
 
-    let caller: Vec<Map<String, Value>> = input
-        .values
-        .iter()
-        .map(|layer| match &layer.values {
-            Value::Object(map) => Ok(map.clone()),
-            Value::Null => Ok(Map::new()),
-            _ => Err(Error::ValuesNotMap {
+    let mut caller: Vec<Map<String, Value>> = Vec::with_capacity(input.values.len());
+    for layer in &input.values {
+        match &layer.values {
+            Value::Object(map) => caller.push(map.clone()),
+            Value::Null => caller.push(Map::new()),
+            _ => errors.push(Error::ValuesNotMap {
                 path: layer.name.clone(),
             }),
-        })
-        .collect::<Result<_, _>>()?;
+        }
+    }
+    errors.check()?;
     let values = values::layer(defaults, environment_values, &caller, &input.set)?;
 
     let context = json!({
@@ -259,59 +276,81 @@ pub(crate) fn render(
             Some((dir, file)) => (format!("{dir}/"), file),
             None => (String::new(), under),
         };
-        let text = source.text(path)?;
+        let text = match source.text(path) {
+            Ok(text) => text,
+            Err(error) => {
+                errors.read(error)?;
+                continue;
+            }
+        };
         if let Some(partial) = file.strip_prefix('_') {
             let stem = partial.split_once('.').map_or(partial, |(stem, _)| stem);
             let name = format!("{dir}{stem}");
-            if let Some(first) = partials.insert(name.clone(), (*path).clone()) {
-                return Err(Error::PartialClash {
-                    chart,
+            if let Some(first) = partials.get(&name) {
+                errors.push(Error::PartialClash {
+                    chart: chart.clone(),
                     name,
-                    first,
+                    first: first.clone(),
                     second: (*path).clone(),
                 });
+                continue;
             }
-            registry
-                .register_partial(&name, text)
-                .map_err(|e| syntax_error(&chart, path, &e))?;
+            partials.insert(name.clone(), (*path).clone());
+            if let Err(e) = registry.register_partial(&name, text) {
+                errors.push(syntax_error(&chart, path, &e));
+            }
         } else {
-            registry
-                .register_template_string(path, text)
-                .map_err(|e| syntax_error(&chart, path, &e))?;
-            outputs.push((*path).clone());
+            match registry.register_template_string(path, text) {
+                Ok(()) => outputs.push((*path).clone()),
+                Err(e) => errors.push(syntax_error(&chart, path, &e)),
+            }
         }
     }
+    errors.check()?;
     check_partials(&registry, &chart, &partials, &outputs)?;
 
     let context = Context::from(context);
     let limit = input.limits.max_file_bytes;
-    let mut rendered = Vec::with_capacity(outputs.len());
-    for path in outputs {
-        // The output is bounded while it is written, not after: a template
-        // looping over its values cannot fill memory first.
-        let mut output = BoundedOutput {
-            bytes: Vec::new(),
-            limit,
-            exceeded: false,
-        };
-        let result = registry.render_with_context_to_write(&path, &context, &mut output);
-        if output.exceeded {
-            return Err(Error::RenderedTooLarge {
-                chart,
-                template: path,
-                limit,
-            });
-        }
-        result.map_err(|error| render_error(&chart, &partials, &error))?;
-        let text = String::from_utf8(output.bytes).map_err(|_| Error::Template {
-            chart: chart.clone(),
-            template: format!("`{path}`"),
-            at: String::new(),
-            message: "the output is not UTF-8 text".to_string(),
-        })?;
-        rendered.push((path, text));
-    }
+    let rendered = outputs
+        .into_iter()
+        .map(|path| {
+            let text = render_template(&registry, &context, &chart, &partials, &path, limit);
+            (path, text)
+        })
+        .collect();
     Ok((metadata, rendered))
+}
+
+/// Renders one output template, its output bounded while it is written,
+/// not after: a template looping over its values cannot fill memory first.
+fn render_template(
+    registry: &Handlebars<'_>,
+    context: &Context,
+    chart: &str,
+    partials: &BTreeMap<String, String>,
+    path: &str,
+    limit: u64,
+) -> Result<String, Error> {
+    let mut output = BoundedOutput {
+        bytes: Vec::new(),
+        limit,
+        exceeded: false,
+    };
+    let result = registry.render_with_context_to_write(path, context, &mut output);
+    if output.exceeded {
+        return Err(Error::RenderedTooLarge {
+            chart: chart.to_string(),
+            template: path.to_string(),
+            limit,
+        });
+    }
+    result.map_err(|error| render_error(chart, partials, &error))?;
+    String::from_utf8(output.bytes).map_err(|_| Error::Template {
+        chart: chart.to_string(),
+        template: format!("`{path}`"),
+        at: String::new(),
+        message: "the output is not UTF-8 text".to_string(),
+    })
 }
 
 /// Collects a template's output up to a limit.

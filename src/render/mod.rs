@@ -17,6 +17,14 @@
 //! - Files are only ever read through [`FileTree`]: a local directory now, a
 //!   git snapshot from the `source` module later.
 //! - Never a partial result: any error means no objects at all.
+//! - Every error in one run: a file that cannot be read or parsed does not
+//!   hide the errors of the files after it, nor the objects' own (not an
+//!   object, defined twice). One error comes back as itself, several as
+//!   [`Error::Many`], up to [`MAX_ERRORS`]. What makes the rest unreadable
+//!   ends the render at once with what was found so far: the total size
+//!   or document limit, an unreadable tree or `.windlassignore`, a broken
+//!   `Chart.yaml`, values files or templates that do not compile (the
+//!   templates would fail on their account).
 //! - Deterministic: the same inputs give the same objects, digests and
 //!   output bytes. No time, no randomness, no hash-map order.
 //! - Errors name the file or template, the document, the line and column,
@@ -39,6 +47,7 @@ pub mod values;
 pub mod yaml;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde_json::Value;
@@ -51,11 +60,14 @@ pub use object::{
 };
 pub use scope::{BUILTIN_CLUSTER_SCOPED, ScopeLookup};
 pub use values::{PathStep, SetError, SetValue};
-pub use yaml::{ScalarRole, YamlError, YamlErrorKind, to_yaml};
+pub use yaml::{ScalarRole, YamlError, YamlErrorKind, YamlErrors, to_yaml};
 
 use manifests::{IGNORE_FILE, IgnoreRules};
 use scope::Scopes;
 use yaml::YamlLimits;
+
+/// The most errors one render reports; past it, a count of the rest.
+pub const MAX_ERRORS: usize = 20;
 
 /// Bounds on what one render may read and build. Each is its own error,
 /// with the limit in the message.
@@ -147,10 +159,8 @@ impl ValuesLayer {
     /// Reads a values file the way chart values files are read (same YAML
     /// rules and limits). It must hold one map (or nothing).
     pub fn from_yaml(name: &str, text: &str, limits: &Limits) -> Result<ValuesLayer, Error> {
-        let value = yaml::load_single(text, &limits.yaml()).map_err(|error| Error::Yaml {
-            path: name.to_string(),
-            error,
-        })?;
+        let value = yaml::load_single(text, &limits.yaml())
+            .map_err(|errors| yaml_file_error(name, errors))?;
         match value {
             None => Ok(ValuesLayer {
                 name: name.to_string(),
@@ -382,6 +392,133 @@ pub enum Error {
 
     #[error(transparent)]
     Set(#[from] SetError),
+
+    /// Several of the above, in the order found (path order, then
+    /// document order; duplicate identities last), never nested. `more`
+    /// counts those past [`MAX_ERRORS`].
+    #[error("{}", ErrorList(errors, *more))]
+    Many { errors: Vec<Error>, more: usize },
+}
+
+/// Every YAML error of a file read whole (values, `Chart.yaml`), as one
+/// error.
+pub(crate) fn yaml_file_error(path: &str, errors: YamlErrors) -> Error {
+    let mut found = Errors::default();
+    found.yaml(errors, |error| Error::Yaml {
+        path: path.to_string(),
+        error,
+    });
+    found.into_error()
+}
+
+/// Displays errors as one (a single one) or as a counted list, one per line.
+struct ErrorList<'a, E>(&'a [E], usize);
+
+impl<E: fmt::Display> fmt::Display for ErrorList<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_list(f, self.0, self.1)
+    }
+}
+
+pub(crate) fn write_list<E: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    errors: &[E],
+    more: usize,
+) -> fmt::Result {
+    if let ([only], 0) = (errors, more) {
+        return write!(f, "{only}");
+    }
+    write!(f, "{} errors:", errors.len() + more)?;
+    for error in errors {
+        write!(f, "\n- {error}")?;
+    }
+    match more {
+        0 => Ok(()),
+        1 => write!(f, "\n- … and 1 more error"),
+        _ => write!(f, "\n- … and {more} more errors"),
+    }
+}
+
+/// The errors of one render, in the order found, up to [`MAX_ERRORS`].
+/// Empty, and without an allocation, while nothing is wrong.
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    list: Vec<Error>,
+    more: usize,
+}
+
+impl Errors {
+    pub fn push(&mut self, error: Error) {
+        match error {
+            Error::Many { errors, more } => {
+                for error in errors {
+                    self.push(error);
+                }
+                self.more += more;
+            }
+            error if self.list.len() < MAX_ERRORS => self.list.push(error),
+            _ => self.more += 1,
+        }
+    }
+
+    /// Every error of one YAML stream, each wrapped with where it is.
+    pub fn yaml(&mut self, errors: YamlErrors, wrap: impl Fn(YamlError) -> Error) {
+        for error in errors.errors {
+            self.push(wrap(error));
+        }
+        self.more += errors.more;
+    }
+
+    /// A file that could not be read. The total size limit ends the
+    /// render (every later file would break it too): `Err` with all.
+    pub fn read(&mut self, error: Error) -> Result<(), Error> {
+        let total = matches!(
+            &error,
+            Error::Files {
+                error: FileTreeError::TotalTooLarge { .. },
+                ..
+            }
+        );
+        self.push(error);
+        if total {
+            return Err(self.take());
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `Ok` when nothing was found; otherwise all of it.
+    pub fn check(&mut self) -> Result<(), Error> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.take())
+        }
+    }
+
+    /// Ends the render with `error`, after those found before it.
+    pub fn fatal(&mut self, error: Error) -> Error {
+        self.push(error);
+        self.take()
+    }
+
+    /// What was found, as one error. Call only when not empty.
+    pub fn into_error(mut self) -> Error {
+        self.take()
+    }
+
+    fn take(&mut self) -> Error {
+        let more = std::mem::take(&mut self.more);
+        let mut list = std::mem::take(&mut self.list);
+        if list.len() == 1 && more == 0 {
+            list.remove(0)
+        } else {
+            Error::Many { errors: list, more }
+        }
+    }
 }
 
 /// Reads files through the tree, enforcing the limits, as text.
@@ -447,12 +584,15 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         namespace: &input.namespace,
         count: 0,
         found: Vec::new(),
-        not_an_object: None,
+        errors: Errors::default(),
     };
     let (chart, release_name) = if is_chart {
         let (metadata, outputs) = chart::render(input, &kept, &mut source)?;
-        for (path, text) in outputs {
-            documents.add(&path, &text, Some(&metadata.name))?;
+        for (path, output) in outputs {
+            match output {
+                Ok(text) => documents.add(&path, &text, Some(&metadata.name))?,
+                Err(error) => documents.errors.push(error),
+            }
         }
         let name = input.name.clone().unwrap_or_else(|| metadata.name.clone());
         (Some(metadata), Some(name))
@@ -471,8 +611,10 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
             });
         }
         for path in kept.iter().filter(|p| manifests::is_manifest(p)) {
-            let text = source.text(path)?;
-            documents.add(path, &text, None)?;
+            match source.text(path) {
+                Ok(text) => documents.add(path, &text, None)?,
+                Err(error) => documents.errors.read(error)?,
+            }
         }
         (None, input.name.clone())
     };
@@ -498,9 +640,8 @@ struct Documents<'a> {
     namespace: &'a str,
     count: usize,
     found: Vec<Found>,
-    /// The first document that is not a Kubernetes object. Reported after
-    /// every file is read, so that a YAML error in any file comes first.
-    not_an_object: Option<Error>,
+    /// Everything wrong so far; a file with an error adds no objects.
+    errors: Errors,
 }
 
 /// An object as read: identified, and digested as if namespaced (scopes are
@@ -517,24 +658,31 @@ struct Found {
 }
 
 impl Documents<'_> {
+    /// Reads one file's objects, or records its YAML errors. `Err` (with
+    /// every error so far) only when the render cannot go on.
     fn add(&mut self, path: &str, text: &str, chart: Option<&str>) -> Result<(), Error> {
-        let parsed =
-            yaml::load_documents(text, &self.limits.yaml()).map_err(|error| match chart {
-                Some(chart) => Error::RenderedYaml {
-                    chart: chart.to_string(),
-                    template: path.to_string(),
-                    error,
-                },
-                None => Error::Yaml {
-                    path: path.to_string(),
-                    error,
-                },
-            })?;
+        let parsed = match yaml::load_documents(text, &self.limits.yaml()) {
+            Ok(parsed) => parsed,
+            Err(errors) => {
+                self.errors.yaml(errors, |error| match chart {
+                    Some(chart) => Error::RenderedYaml {
+                        chart: chart.to_string(),
+                        template: path.to_string(),
+                        error,
+                    },
+                    None => Error::Yaml {
+                        path: path.to_string(),
+                        error,
+                    },
+                });
+                return Ok(());
+            }
+        };
         self.count += parsed.len();
         if self.count > self.limits.max_documents {
-            return Err(Error::TooManyDocuments {
+            return Err(self.errors.fatal(Error::TooManyDocuments {
                 limit: self.limits.max_documents,
-            });
+            }));
         }
         for document in parsed {
             let origin = ObjectSource {
@@ -571,13 +719,10 @@ impl Documents<'_> {
     /// Identifies one object, fills in the destination namespace if it has
     /// none, and digests it.
     fn object(&mut self, origin: ObjectSource, mut value: Value) {
-        if self.not_an_object.is_some() {
-            return;
-        }
         let mut id = match identify(&origin, &value) {
             Ok(id) => id,
             Err(error) => {
-                self.not_an_object = Some(error);
+                self.errors.push(error);
                 return;
             }
         };
@@ -601,15 +746,15 @@ impl Documents<'_> {
 }
 
 /// Decides scopes (taking the destination namespace back out of
-/// cluster-scoped objects), refuses duplicates.
+/// cluster-scoped objects), refuses duplicates; returns every error found
+/// in the render, if any.
 fn finish(
     documents: Documents<'_>,
     caller: Option<&dyn ScopeLookup>,
 ) -> Result<Vec<RenderedObject>, Error> {
-    if let Some(error) = documents.not_an_object {
-        return Err(error);
-    }
-    let found = documents.found;
+    let Documents {
+        found, mut errors, ..
+    } = documents;
     let crds = found
         .iter()
         .filter(|f| f.id.kind == "CustomResourceDefinition")
@@ -630,11 +775,12 @@ fn finish(
             f.id.namespace.as_deref()
         } else if let (None, Some(namespace)) = (&f.defaulted, &f.id.namespace) {
             // The object's own namespace, on a cluster-scoped kind.
-            return Err(Error::NamespaceOnClusterScoped {
+            errors.push(Error::NamespaceOnClusterScoped {
                 origin: f.origin.clone(),
                 kind: f.id.kind.clone(),
                 namespace: namespace.clone(),
             });
+            continue;
         } else {
             None
         };
@@ -644,18 +790,25 @@ fn finish(
             namespace,
             f.id.name.as_str(),
         );
-        if let Some(first) = seen.insert(key, index) {
-            let id = ObjectId {
-                namespace: namespace.map(str::to_string),
-                ..f.id.clone()
-            };
-            return Err(Error::Duplicate {
-                id: id.to_string(),
-                first: Box::new(found[first].origin.clone()),
-                second: Box::new(f.origin.clone()),
-            });
+        match seen.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
+            // Each later copy is named against the first.
+            Entry::Occupied(first) => {
+                let id = ObjectId {
+                    namespace: namespace.map(str::to_string),
+                    ..f.id.clone()
+                };
+                errors.push(Error::Duplicate {
+                    id: id.to_string(),
+                    first: Box::new(found[*first.get()].origin.clone()),
+                    second: Box::new(f.origin.clone()),
+                });
+            }
         }
     }
+    errors.check()?;
 
     let mut objects = Vec::with_capacity(found.len());
     for (

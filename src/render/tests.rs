@@ -368,6 +368,129 @@ fn values_and_environments_need_a_chart() {
     );
 }
 
+// ---- every error in one run ------------------------------------------------
+
+#[test]
+fn every_files_errors_come_back_in_one_run() {
+    let tree = MemoryTree::new("plain")
+        .with("a-malformed.yaml", "a: 1\n b: 2\n")
+        .with(
+            "b-traps.yaml",
+            format!("{}data:\n  enabled: yes\n  mode: 0755\n", config_map("b")),
+        )
+        .with(
+            "c-keys.yaml",
+            format!("{}data:\n  k: \"1\"\n  k: \"2\"\n", config_map("c")),
+        )
+        .with("d-not-object.yaml", "log: debug\n")
+        .with("e-same.yaml", config_map("same"))
+        .with("f-fine.yaml", config_map("fine"))
+        .with(
+            "g-same.yaml",
+            format!("{}---\n{}", config_map("other"), config_map("same")),
+        )
+        .with("h-bytes.yaml", b"a: \xff\n".to_vec());
+    let error = render_tree(&tree).unwrap_err();
+    let Error::Many { errors, more } = &error else {
+        panic!("expected several errors: {error}");
+    };
+    assert_eq!((errors.len(), *more), (7, 0), "{error}");
+    let message = error.to_string();
+    let lines: Vec<&str> = message.lines().collect();
+    // Files in path order; identities are compared once all are read.
+    let expected_starts = [
+        "7 errors:",
+        "- `a-malformed.yaml`: document 1, line 2 column ",
+        "- `b-traps.yaml`: document 1, line 6 column 12: unquoted value that Kubernetes (YAML \
+         1.1) reads as a boolean",
+        "- `b-traps.yaml`: document 1, line 7 column 9: unquoted value with a leading zero",
+        "- `c-keys.yaml`: document 1, line 7 column 3: duplicate mapping key `k`",
+        "- `d-not-object.yaml` document 1: not a Kubernetes object: `apiVersion` is missing",
+        "- `h-bytes.yaml` is not UTF-8 text",
+        "- ConfigMap same -n apps is defined twice: in `e-same.yaml` document 1 and in \
+         `g-same.yaml` document 2",
+    ];
+    assert_eq!(lines.len(), expected_starts.len(), "{message}");
+    for (line, start) in lines.iter().zip(expected_starts) {
+        assert!(line.starts_with(start), "{start}\n{message}");
+    }
+}
+
+#[test]
+fn one_error_comes_back_as_itself() {
+    let tree = MemoryTree::new("plain")
+        .with("a.yaml", config_map("a"))
+        .with("b.yaml", "a: 1\na: 2\n");
+    let error = render_tree(&tree).unwrap_err();
+    assert!(matches!(error, Error::Yaml { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "`b.yaml`: document 1, line 2 column 1: duplicate mapping key `a`"
+    );
+}
+
+#[test]
+fn errors_are_limited_with_a_count_of_the_rest() {
+    let mut tree = MemoryTree::new("plain");
+    for i in 0..(MAX_ERRORS + 5) {
+        tree.insert(format!("f{i:02}.yaml"), "enabled: on\n");
+    }
+    let message = failure(&tree);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 1 + MAX_ERRORS + 1, "{message}");
+    assert_eq!(lines[0], format!("{} errors:", MAX_ERRORS + 5));
+    assert!(lines[1].starts_with("- `f00.yaml`: "), "{message}");
+    assert!(lines[MAX_ERRORS].starts_with("- `f19.yaml`: "), "{message}");
+    assert_eq!(lines[MAX_ERRORS + 1], "- … and 5 more errors");
+    // The count covers errors past the limit inside one file, too.
+    let many: String = (0..(MAX_ERRORS + 3))
+        .map(|i| format!("k{i}: off\n"))
+        .collect();
+    let tree = MemoryTree::new("plain")
+        .with("a.yaml", "x: y\n")
+        .with("b.yaml", many);
+    let message = failure(&tree);
+    assert!(
+        message.starts_with(&format!("{} errors:", MAX_ERRORS + 4)),
+        "{message}"
+    );
+    assert!(message.ends_with("\n- … and 4 more errors"), "{message}");
+}
+
+#[test]
+fn the_total_size_limit_ends_the_render_with_what_was_found() {
+    let tree = MemoryTree::new("plain")
+        .with("a.yaml", "x: yes\n")
+        .with("b.yaml", config_map("b"))
+        .with("c.yaml", "y: no\n");
+    let mut input = RenderInput::new(&tree, "apps");
+    input.limits.max_total_bytes = 20;
+    let message = render(&input).unwrap_err().to_string();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 3, "{message}");
+    assert!(lines[1].starts_with("- `a.yaml`: "), "{message}");
+    assert!(lines[2].contains("limit of 20 bytes in total"), "{message}");
+}
+
+#[test]
+fn binary_values_render_as_kubectl_sends_them() {
+    // kubectl (sigs.k8s.io/yaml, go-yaml v2) sends the decoded bytes.
+    let tree = MemoryTree::new("plain").with(
+        "cm.yaml",
+        format!("{}data:\n  greeting: !!binary aGVsbG8=\n", config_map("c")),
+    );
+    let plain = MemoryTree::new("plain").with(
+        "cm.yaml",
+        format!("{}data:\n  greeting: hello\n", config_map("c")),
+    );
+    let binary = rendered(&tree);
+    assert_eq!(
+        binary.objects[0].object["data"],
+        json!({"greeting": "hello"})
+    );
+    assert_eq!(binary.manifest_digest, rendered(&plain).manifest_digest);
+}
+
 // ---- limits ----------------------------------------------------------------
 
 #[test]
@@ -383,9 +506,16 @@ fn each_limit_is_its_own_error() {
         change(&mut input.limits);
         render(&input).map(|_| ()).map_err(|e| e.to_string())
     };
+    // Each file over the limit is named, in one run.
     assert_eq!(
         with(&|l| l.max_file_bytes = 50).unwrap_err(),
-        "plain: `a.yaml` is 51 bytes, more than the limit of 50 bytes per file"
+        "2 errors:\n\
+         - plain: `a.yaml` is 51 bytes, more than the limit of 50 bytes per file\n\
+         - plain: `b.yaml` is 106 bytes, more than the limit of 50 bytes per file"
+    );
+    assert_eq!(
+        with(&|l| l.max_file_bytes = 51).unwrap_err(),
+        "plain: `b.yaml` is 106 bytes, more than the limit of 51 bytes per file"
     );
     assert!(
         with(&|l| l.max_total_bytes = 100)
@@ -623,6 +753,86 @@ fn values_files_must_be_maps() {
     assert_eq!(
         error.to_string(),
         "values `extra.yaml` are not a map of `key: value` pairs"
+    );
+}
+
+#[test]
+fn values_files_report_every_error_and_name_duplicate_keys() {
+    let mut tree = chart();
+    tree.insert(
+        "values.yaml",
+        "replicas: 1\nimage:\n  tag: a\n  tag: b\nreplicas: 2\n",
+    );
+    tree.insert("values/dev.yaml", "debug: on\n");
+    let message = render_chart(&tree, |i| i.environment = Some("dev".into()))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "3 errors:\n\
+         - `values.yaml`: document 1, line 4 column 3: duplicate mapping key `tag`\n\
+         - `values.yaml`: document 1, line 5 column 1: duplicate mapping key `replicas`\n\
+         - `values/dev.yaml`: document 1, line 1 column 8: unquoted value that Kubernetes \
+         (YAML 1.1) reads as a boolean but windlass (YAML 1.2) as a string (yes/no/on/off/y/n \
+         in any letter case); quote it (\"yes\") if you mean the string, or write true/false"
+    );
+    let error =
+        ValuesLayer::from_yaml("extra.yaml", "a: 1\na: 2\n", &Limits::default()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`extra.yaml`: document 1, line 2 column 1: duplicate mapping key `a`"
+    );
+}
+
+#[test]
+fn every_templates_errors_come_back_in_one_run() {
+    let mut tree = chart();
+    tree.insert(
+        "templates/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{values.first}}\n",
+    );
+    tree.insert(
+        "templates/b.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  on: x\n",
+    );
+    tree.insert(
+        "templates/c.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{values.second}}\n",
+    );
+    let message = render_chart(&tree, |_| {}).unwrap_err().to_string();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 4, "{message}");
+    assert_eq!(lines[0], "3 errors:");
+    assert_eq!(
+        lines[1],
+        "- chart `web`: template `templates/a.yaml` line 4: missing value `values.first`"
+    );
+    assert!(
+        lines[2].starts_with(
+            "- chart `web`: template `templates/b.yaml`, rendered output document 1, line 6 \
+             column 3: unquoted key"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        lines[3],
+        "- chart `web`: template `templates/c.yaml` line 4: missing value `values.second`"
+    );
+
+    // Syntax errors: every template's, before anything renders.
+    let mut tree = chart();
+    tree.insert("templates/a.yaml", "a: {{#if x}}\n");
+    tree.insert("templates/_part.tpl", "{{/if}}\n");
+    let message = render_chart(&tree, |_| {}).unwrap_err().to_string();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 3, "{message}");
+    assert!(
+        lines[1].starts_with("- chart `web`: template `templates/_part.tpl` line "),
+        "{message}"
+    );
+    assert!(
+        lines[2].starts_with("- chart `web`: template `templates/a.yaml` line "),
+        "{message}"
     );
 }
 

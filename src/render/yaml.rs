@@ -25,28 +25,51 @@
 //! | plain scalar | YAML 1.1 (Kubernetes) | YAML 1.2 | windlass |
 //! | --- | --- | --- | --- |
 //! | `yes` `no` `on` `off` `y` `n`, any letter case | boolean | string | error: quote it or write `true`/`false` |
-//! | `0755`, `012`, `-017` (leading zero) | octal number | decimal number | error: quote it, or drop the zero (`0o755` for octal) |
+//! | `0755`, `012`, `-017` (leading zero) | octal number | decimal number | error: `0o755` or `493` for a number field, `755` if decimal was meant, quotes only for a string field |
 //! | `1_000`, `0b1010`, `0X1F`, `+0x1F` | number | string | error: quote it, or write the plain number |
 //!
 //! Quoted scalars, block scalars (`|`, `>`) and explicitly tagged scalars
 //! (`!!str yes`) are never refused. `0`, `0.5`, `0o17`, `0x1F`, `true` and
 //! `True` mean the same in both and pass.
 //!
-//! Other rules: mapping keys must be scalars and unique; `<<` merge keys are
-//! expanded; anchors and aliases work, with the total number of nodes aliases
-//! may copy per file limited (a "billion laughs" document fails fast);
-//! `.inf`/`.nan` are refused (JSON cannot hold them); tags other than the
-//! core schema's, `!!binary`, `!!timestamp` and `!` are refused. Errors give
-//! the document, line and column and never quote document content.
+//! Other rules: mapping keys must be scalars and unique (a duplicate is
+//! named); `<<` merge keys are expanded; anchors and aliases work, with the
+//! total number of nodes aliases may copy per file limited (a "billion
+//! laughs" document fails fast); `.inf`/`.nan` are refused (JSON cannot hold
+//! them); tags other than the core schema's, `!!binary`, `!!timestamp` and
+//! `!` are refused. Errors give the document, line and column and never
+//! quote document content (keys are named: they are names, not values).
+//!
+//! ## `!!binary`
+//!
+//! kubectl reads `key: !!binary aGVsbG8=` as the decoded bytes, `hello`,
+//! and sends them as a JSON string (go-yaml v2 decodes the base64; it is
+//! not encoded again). windlass does the same, so that a ConfigMap's
+//! `data` holds `hello`. In a Secret's `data`, which the API server reads
+//! as base64, that means the server refuses `hello`, for kubectl and
+//! windlass alike: there, write the base64 text without the tag (or the
+//! text under `stringData`). Invalid base64 is refused, as kubectl does;
+//! so are bytes that are not UTF-8, which kubectl would mangle.
+//!
+//! ## Many errors
+//!
+//! A refused scalar, key or tag, a bad merge or a duplicate key is recorded
+//! and reading goes on, so one run reports every such error of a file (up
+//! to [`MAX_ERRORS`]); a syntax error or a limit ends the file.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use serde_saphyr::granit_parser::{
     ErrorKind, Event, Marker, Options as ParserOptions, Parser, ScalarStyle, ScanError, Tag,
 };
 
+use super::MAX_ERRORS;
 use super::object::Sorted;
 
 /// The limits the loader enforces (a view of [`super::Limits`]).
@@ -119,10 +142,14 @@ pub enum YamlErrorKind {
     )]
     Yaml11Boolean { role: ScalarRole },
 
+    /// The hint works on an example, not on the scalar itself: the
+    /// scalar could be a Secret's value (a PIN such as `0123`).
     #[error(
         "unquoted {role} with a leading zero, which Kubernetes (YAML 1.1) reads as an octal \
-         number and windlass (YAML 1.2) as a decimal one; quote it (\"0755\") if you mean the \
-         string, or write the number without the leading zero (0o755 for octal)"
+         number and windlass (YAML 1.2) as a decimal one; for a number field (file modes such \
+         as defaultMode are octal) write the octal with `0o` (0755 → 0o755) or its decimal \
+         value (0755 → 493), or drop the zero if you meant decimal (0755 → 755); quote it \
+         (\"0755\") only if the field is a string"
     )]
     Yaml11LeadingZero { role: ScalarRole },
 
@@ -142,8 +169,10 @@ pub enum YamlErrorKind {
     #[error("more than the limit of {limit} documents in one file")]
     TooManyDocuments { limit: usize },
 
-    #[error("duplicate mapping key")]
-    DuplicateKey,
+    /// The key is named (shortened, control characters escaped): keys are
+    /// names, not values.
+    #[error("duplicate mapping key `{key}`")]
+    DuplicateKey { key: String },
 
     #[error("mapping keys must be scalars (a mapping or list cannot be a key)")]
     ComplexKey,
@@ -159,11 +188,52 @@ pub enum YamlErrorKind {
 
     #[error("unsupported tag `{tag}`; windlass reads plain YAML (core schema tags only)")]
     UnsupportedTag { tag: String },
+
+    #[error(
+        "a `!!binary` value that is not valid base64 (standard alphabet, `=` padding; only \
+         line breaks may come between the characters)"
+    )]
+    BinaryNotBase64,
+
+    #[error(
+        "a `!!binary` value whose bytes are not UTF-8 text: kubectl would send each invalid \
+         byte as U+FFFD, changing the data; in a Secret's `data`, write the base64 text \
+         without `!!binary`"
+    )]
+    BinaryNotText,
 }
+
+/// Every error found in one YAML stream, in the order found: up to
+/// [`MAX_ERRORS`], with `more` counting the rest. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlErrors {
+    pub errors: Vec<YamlError>,
+    pub more: usize,
+}
+
+impl YamlErrors {
+    /// The first error found.
+    pub fn first(&self) -> &YamlError {
+        &self.errors[0]
+    }
+}
+
+impl std::fmt::Display for YamlErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::write_list(f, &self.errors, self.more)
+    }
+}
+
+impl std::error::Error for YamlErrors {}
 
 /// Parses every document of `text`. Empty, comment-only and `null`
 /// documents are skipped (their index still counts).
-pub(crate) fn load_documents(text: &str, limits: &YamlLimits) -> Result<Vec<Document>, YamlError> {
+///
+/// A refused scalar, key, tag, merge or a duplicate key is recorded and
+/// reading goes on, so that one run reports them all; a syntax error, a
+/// limit or an unknown alias ends the file (what follows cannot be read
+/// reliably).
+pub(crate) fn load_documents(text: &str, limits: &YamlLimits) -> Result<Vec<Document>, YamlErrors> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut options = ParserOptions::default();
     // Our own depth limit gives the better message; keep the parser's
@@ -182,27 +252,43 @@ pub(crate) fn load_documents(text: &str, limits: &YamlLimits) -> Result<Vec<Docu
         document: 0,
         root: None,
         documents: Vec::new(),
+        errors: Vec::new(),
+        more: 0,
     };
     while let Some(next) = parser.next_event() {
-        match next {
-            Ok((event, span)) => loader.event(event, span.start)?,
-            Err(error) => return Err(loader.scan_error(&error)),
+        let fatal = match next {
+            Ok((event, span)) => loader.event(event, span.start).err(),
+            Err(error) => Some(loader.scan_error(&error)),
+        };
+        if let Some(error) = fatal {
+            loader.record(error);
+            break;
         }
     }
-    Ok(loader.documents)
+    if loader.errors.is_empty() {
+        Ok(loader.documents)
+    } else {
+        Err(YamlErrors {
+            errors: loader.errors,
+            more: loader.more,
+        })
+    }
 }
 
 /// Parses a file that must hold exactly one document (values files,
 /// `Chart.yaml`). An empty file gives `None`.
-pub(crate) fn load_single(text: &str, limits: &YamlLimits) -> Result<Option<Value>, YamlError> {
+pub(crate) fn load_single(text: &str, limits: &YamlLimits) -> Result<Option<Value>, YamlErrors> {
     let mut documents = load_documents(text, limits)?;
     if documents.len() > 1 {
         let second = &documents[1];
-        return Err(YamlError {
-            document: second.index,
-            line: 1,
-            column: 1,
-            kind: YamlErrorKind::Syntax("expected a single document, found several".into()),
+        return Err(YamlErrors {
+            errors: vec![YamlError {
+                document: second.index,
+                line: 1,
+                column: 1,
+                kind: YamlErrorKind::Syntax("expected a single document, found several".into()),
+            }],
+            more: 0,
         });
     }
     Ok(documents.pop().map(|d| d.value))
@@ -228,6 +314,11 @@ struct Anchored {
 enum PendingKey {
     Key(String, Marker),
     Merge(Marker),
+    /// A mapping or list in key position (refused): when it ends, its
+    /// value follows, to be dropped.
+    Complex,
+    /// The value of a refused key: dropped.
+    Discard,
 }
 
 enum Frame {
@@ -257,9 +348,26 @@ struct Loader {
     document: usize,
     root: Option<Value>,
     documents: Vec<Document>,
+    /// Errors found so far, up to [`MAX_ERRORS`]; `more` counts the rest.
+    errors: Vec<YamlError>,
+    more: usize,
 }
 
 impl Loader {
+    fn record(&mut self, error: YamlError) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Records an error that leaves the rest of the stream readable.
+    fn refuse(&mut self, at: Marker, kind: YamlErrorKind) {
+        let error = self.error(at, kind);
+        self.record(error);
+    }
+
     fn error(&self, at: Marker, kind: YamlErrorKind) -> YamlError {
         YamlError {
             document: self.document.max(1),
@@ -317,12 +425,18 @@ impl Loader {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if self.in_key_position() {
-                    let key = scalar_key(text, style, tag.as_deref())
-                        .map_err(|kind| self.error(at, kind))?;
+                    let key = match scalar_key(text, style, tag.as_deref()) {
+                        Ok(key) => key,
+                        Err(kind) => {
+                            self.refuse(at, kind);
+                            Key::Refused
+                        }
+                    };
                     if anchor != 0 {
                         let value = match &key {
                             Key::Merge => Value::String("<<".into()),
                             Key::Text(s) => Value::String(s.clone()),
+                            Key::Refused => Value::Null,
                         };
                         self.anchors.insert(
                             anchor,
@@ -335,8 +449,13 @@ impl Loader {
                     }
                     self.set_key(key, at);
                 } else {
-                    let value = scalar_value(text, style, tag.as_deref())
-                        .map_err(|kind| self.error(at, kind))?;
+                    let value = match scalar_value(text, style, tag.as_deref()) {
+                        Ok(value) => value,
+                        Err(kind) => {
+                            self.refuse(at, kind);
+                            Value::Null
+                        }
+                    };
                     if anchor != 0 {
                         self.anchors.insert(
                             anchor,
@@ -347,7 +466,7 @@ impl Loader {
                             },
                         );
                     }
-                    self.complete(value)?;
+                    self.complete(value);
                 }
             }
             Event::Alias(id) => {
@@ -383,11 +502,14 @@ impl Loader {
                         Value::Number(n) => Key::Text(n.to_string()),
                         Value::Bool(b) => Key::Text(b.to_string()),
                         Value::Null => Key::Text("null".into()),
-                        _ => return Err(self.error(at, YamlErrorKind::ComplexKey)),
+                        _ => {
+                            self.refuse(at, YamlErrorKind::ComplexKey);
+                            Key::Refused
+                        }
                     };
                     self.set_key(key, at);
                 } else {
-                    self.complete(value)?;
+                    self.complete(value);
                 }
             }
             Event::SequenceStart(_, anchor, tag) => {
@@ -410,7 +532,7 @@ impl Loader {
                 if let Some(Frame::Sequence { items, anchor }) = self.stack.pop() {
                     let value = Value::Array(items);
                     self.anchor(anchor, &value);
-                    self.complete(value)?;
+                    self.complete(value);
                 }
             }
             Event::MappingEnd => {
@@ -423,8 +545,14 @@ impl Loader {
                 {
                     let mut map = Map::with_capacity(entries.len());
                     for (key, at, value) in entries.drain(..) {
-                        if map.insert(key, value).is_some() {
-                            return Err(self.error(at, YamlErrorKind::DuplicateKey));
+                        match map.entry(key) {
+                            Entry::Vacant(slot) => {
+                                slot.insert(value);
+                            }
+                            Entry::Occupied(first) => {
+                                let key = shown_key(first.key());
+                                self.refuse(at, YamlErrorKind::DuplicateKey { key });
+                            }
                         }
                     }
                     self.spare_entries.push(entries);
@@ -439,7 +567,7 @@ impl Loader {
                     }
                     let value = Value::Object(map);
                     self.anchor(anchor, &value);
-                    self.complete(value)?;
+                    self.complete(value);
                 }
             }
             _ => {}
@@ -447,10 +575,14 @@ impl Loader {
         Ok(())
     }
 
-    /// Checks a collection about to open: not a key, tag fits, depth.
-    fn open(&self, at: Marker, tag: Option<&Tag>, expected: &str) -> Result<(), YamlError> {
+    /// Checks a collection about to open: not a key, tag fits (both
+    /// recorded), depth (fatal).
+    fn open(&mut self, at: Marker, tag: Option<&Tag>, expected: &str) -> Result<(), YamlError> {
         if self.in_key_position() {
-            return Err(self.error(at, YamlErrorKind::ComplexKey));
+            self.refuse(at, YamlErrorKind::ComplexKey);
+            if let Some(Frame::Mapping { key, .. }) = self.stack.last_mut() {
+                *key = Some(PendingKey::Complex);
+            }
         }
         if let Some(tag) = tag
             && !tag.is_yaml_core_schema_tag(expected)
@@ -464,7 +596,7 @@ impl Loader {
                     tag: tag.original(),
                 }
             };
-            return Err(self.error(at, kind));
+            self.refuse(at, kind);
         }
         if self.stack.len() >= self.limits.max_depth {
             return Err(self.error(
@@ -496,19 +628,14 @@ impl Loader {
             *slot = Some(match key {
                 Key::Merge => PendingKey::Merge(at),
                 Key::Text(text) => PendingKey::Key(text, at),
+                Key::Refused => PendingKey::Discard,
             });
         }
     }
 
     /// A node is complete: attach it to its parent (or make it the root).
-    fn complete(&mut self, value: Value) -> Result<(), YamlError> {
-        let document = self.document.max(1);
-        let failure = |at: Marker, kind| YamlError {
-            document,
-            line: at.line(),
-            column: at.col() + 1,
-            kind,
-        };
+    fn complete(&mut self, value: Value) {
+        let mut bad_merge = None;
         match self.stack.last_mut() {
             None => self.root = Some(value),
             Some(Frame::Sequence { items, .. }) => items.push(value),
@@ -524,13 +651,17 @@ impl Loader {
                     Value::Array(items) if items.iter().all(Value::is_object) => {
                         merges.extend(items)
                     }
-                    _ => return Err(failure(at, YamlErrorKind::BadMerge)),
+                    _ => bad_merge = Some(at),
                 },
+                Some(PendingKey::Complex) => *key = Some(PendingKey::Discard),
+                Some(PendingKey::Discard) => {}
                 // Scalars and aliases in key position never get here.
                 None => {}
             },
         }
-        Ok(())
+        if let Some(at) = bad_merge {
+            self.refuse(at, YamlErrorKind::BadMerge);
+        }
     }
 }
 
@@ -554,14 +685,27 @@ fn measure(value: &Value) -> (usize, usize) {
 enum Key {
     Text(String),
     Merge,
+    /// A key that was refused (the error is recorded): its value is dropped.
+    Refused,
+}
+
+/// A key for a message: at most 60 characters, control characters escaped.
+fn shown_key(key: &str) -> String {
+    let mut shown: String = key.chars().take(60).flat_map(char::escape_debug).collect();
+    if key.chars().nth(60).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 /// Which core-schema or extra tag a scalar carries.
 enum ScalarTag {
     None,
     Core(String),
-    /// `!`, `!!binary`, `!!timestamp`: read as a string.
+    /// `!`, `!!timestamp`: read as a string.
     Str,
+    /// `!!binary`: base64, read as its decoded bytes (see [`binary`]).
+    Binary,
     Unsupported(String),
 }
 
@@ -577,7 +721,8 @@ fn scalar_tag(tag: Option<&Tag>) -> ScalarTag {
         return ScalarTag::Str;
     }
     match tag.suffix_in_namespace("tag:yaml.org,2002:").as_deref() {
-        Some("binary" | "timestamp") => ScalarTag::Str,
+        Some("binary") => ScalarTag::Binary,
+        Some("timestamp") => ScalarTag::Str,
         _ => ScalarTag::Unsupported(tag.original()),
     }
 }
@@ -614,6 +759,7 @@ fn resolve(
 ) -> Result<Value, YamlErrorKind> {
     match scalar_tag(tag) {
         ScalarTag::Str => Ok(Value::String(text.into_owned())),
+        ScalarTag::Binary => binary(&text),
         ScalarTag::Unsupported(tag) => Err(YamlErrorKind::UnsupportedTag { tag }),
         ScalarTag::Core(core) => {
             let mismatch = || YamlErrorKind::TagMismatch {
@@ -662,6 +808,34 @@ fn resolve(
             }
         }
     }
+}
+
+/// Go's `base64.StdEncoding`, which go-yaml v2 decodes `!!binary` with:
+/// padding required, non-zero trailing bits accepted.
+const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// A `!!binary` scalar as kubectl reads it (sigs.k8s.io/yaml on go-yaml
+/// v2): line breaks dropped, base64-decoded, and the bytes taken as a
+/// string, so that JSON carries the decoded text, not the base64 text.
+/// Bytes that are not UTF-8 are refused: Go's JSON encoder would replace
+/// each invalid byte with U+FFFD.
+fn binary(text: &str) -> Result<Value, YamlErrorKind> {
+    let compact = if text.contains(['\r', '\n']) {
+        Cow::Owned(text.replace(['\r', '\n'], ""))
+    } else {
+        Cow::Borrowed(text)
+    };
+    let bytes = GO_STD_BASE64
+        .decode(compact.as_bytes())
+        .map_err(|_| YamlErrorKind::BinaryNotBase64)?;
+    String::from_utf8(bytes)
+        .map(Value::String)
+        .map_err(|_| YamlErrorKind::BinaryNotText)
 }
 
 /// What a plain scalar means in the YAML 1.2 core schema.
@@ -814,8 +988,22 @@ mod tests {
         docs.remove(0).value
     }
 
+    /// The first error of `text`.
     fn error(text: &str) -> YamlError {
+        errors(text).errors.remove(0)
+    }
+
+    fn errors(text: &str) -> YamlErrors {
         load_documents(text, &LIMITS).unwrap_err()
+    }
+
+    /// Line, column and kind of each error.
+    fn found(text: &str) -> Vec<(usize, usize, YamlErrorKind)> {
+        errors(text)
+            .errors
+            .into_iter()
+            .map(|e| (e.line, e.column, e.kind))
+            .collect()
     }
 
     #[test]
@@ -962,8 +1150,12 @@ mod tests {
     fn duplicate_and_complex_keys_are_refused() {
         let e = error("a: 1\nb:\n  c: 1\n  c: 2\n");
         assert_eq!(
-            (e.line, e.column, e.kind),
-            (4, 3, YamlErrorKind::DuplicateKey)
+            (e.line, e.column, &e.kind),
+            (4, 3, &YamlErrorKind::DuplicateKey { key: "c".into() })
+        );
+        assert_eq!(
+            e.to_string(),
+            "document 1, line 4 column 3: duplicate mapping key `c`"
         );
         let e = error("? [a, b]\n: 1\n");
         assert_eq!(e.kind, YamlErrorKind::ComplexKey);
@@ -1068,7 +1260,182 @@ mod tests {
             error("a: !!int x\n").kind,
             YamlErrorKind::TagMismatch { .. }
         ));
-        assert_eq!(one("a: !!binary aGk=\n"), json!({"a": "aGk="}));
+        assert_eq!(
+            one("a: !!timestamp 2001-12-14\n"),
+            json!({"a": "2001-12-14"})
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_named_even_when_long_or_odd() {
+        assert_eq!(
+            found("a: 1\na: 2\n"),
+            [(2, 1, YamlErrorKind::DuplicateKey { key: "a".into() })]
+        );
+        // Keys that read the same are the same key: `1` and `"1"`.
+        assert_eq!(
+            found("\"1\": a\n1: b\n"),
+            [(2, 1, YamlErrorKind::DuplicateKey { key: "1".into() })]
+        );
+        let long = "k".repeat(70);
+        let e = error(&format!("{long}: 1\n{long}: 2\n"));
+        assert_eq!(
+            e.kind,
+            YamlErrorKind::DuplicateKey {
+                key: format!("{}…", "k".repeat(60))
+            }
+        );
+        let e = error("\"a\\nb\": 1\n\"a\\nb\": 2\n");
+        assert_eq!(
+            e.to_string(),
+            r"document 1, line 2 column 1: duplicate mapping key `a\nb`"
+        );
+        // Every duplicate of a mapping, each once.
+        assert_eq!(
+            found("a: 1\nb: 2\na: 3\nb: 4\na: 5\n"),
+            [
+                (3, 1, YamlErrorKind::DuplicateKey { key: "a".into() }),
+                (4, 1, YamlErrorKind::DuplicateKey { key: "b".into() }),
+                (5, 1, YamlErrorKind::DuplicateKey { key: "a".into() }),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_recoverable_error_of_a_file_is_reported_in_order() {
+        let text = concat!(
+            "a: yes\n",             // 1: YAML 1.1 boolean value
+            "0755: x\n",            // 2: YAML 1.1 leading zero key
+            "c:\n  d: 1\n  d: 2\n", // 3-5: duplicate key
+            "? [x]\n: ignored\n",   // 6-7: complex key (its value dropped)
+            "e: !Ref x\n",          // 8: unknown tag
+            "f:\n  <<: 1\n",        // 9-10: bad merge
+            "g: !!binary abc\n",    // 11: not base64
+            "---\nh: .inf\n",       // 13: second document
+            "i: [unclosed\n",       // syntax error: ends the file
+            "j: no\n",              // never read
+        );
+        let kinds: Vec<_> = found(text)
+            .into_iter()
+            .map(|(line, column, kind)| (line, column, std::mem::discriminant(&kind)))
+            .collect();
+        let d = std::mem::discriminant;
+        let role = ScalarRole::Value;
+        let syntax = YamlErrorKind::Syntax(String::new());
+        assert_eq!(
+            kinds[..9],
+            [
+                (1, 4, d(&YamlErrorKind::Yaml11Boolean { role })),
+                (2, 1, d(&YamlErrorKind::Yaml11LeadingZero { role })),
+                (5, 3, d(&YamlErrorKind::DuplicateKey { key: String::new() })),
+                (6, 3, d(&YamlErrorKind::ComplexKey)),
+                // A tagged scalar's position is its text's, after the tag.
+                (
+                    8,
+                    9,
+                    d(&YamlErrorKind::UnsupportedTag { tag: String::new() })
+                ),
+                (10, 3, d(&YamlErrorKind::BadMerge)),
+                (11, 13, d(&YamlErrorKind::BinaryNotBase64)),
+                (13, 4, d(&YamlErrorKind::NonFinite)),
+                (kinds[8].0, kinds[8].1, d(&syntax)),
+            ]
+        );
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
+        let all = errors(text);
+        assert_eq!(all.errors[7].document, 2);
+        let shown = all.to_string();
+        assert!(
+            shown.starts_with("9 errors:\n- document 1, line 1 column 4: "),
+            "{shown}"
+        );
+        assert_eq!(shown.lines().count(), 10, "{shown}");
+    }
+
+    #[test]
+    fn a_complex_key_from_an_alias_drops_its_value_too() {
+        assert_eq!(
+            found("base: &b [1]\n*b : x\nnext: yes\n"),
+            [
+                (2, 1, YamlErrorKind::ComplexKey),
+                (
+                    3,
+                    7,
+                    YamlErrorKind::Yaml11Boolean {
+                        role: ScalarRole::Value
+                    }
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_per_file_are_limited_with_a_count() {
+        let text: String = (0..(MAX_ERRORS + 7))
+            .map(|i| format!("k{i}: on\n"))
+            .collect();
+        let all = errors(&text);
+        assert_eq!((all.errors.len(), all.more), (MAX_ERRORS, 7));
+        let shown = all.to_string();
+        assert!(
+            shown.starts_with(&format!("{} errors:\n", MAX_ERRORS + 7)),
+            "{shown}"
+        );
+        assert!(shown.ends_with("\n- … and 7 more errors"), "{shown}");
+    }
+
+    #[test]
+    fn binary_values_are_decoded_as_kubectl_decodes_them() {
+        // As sigs.k8s.io/yaml (go-yaml v2) gives them to kubectl: the
+        // decoded bytes, as text, not the base64 text.
+        assert_eq!(
+            one(concat!(
+                "a: !!binary aGVsbG8=\n",
+                "b: !!binary |\n  aGVs\n  bG8=\n",
+                "c: !!binary \"aGVs\\r\\nbG8=\"\n",
+                "d: !!binary aGVsbG9=\n", // non-zero trailing bits: Go accepts
+                "e: !!binary ''\n",
+                "f: !!binary 4pyTIMOgIGxhIG1vZGU=\n",
+                "!!binary a2V5: g\n",
+                "h: !<tag:yaml.org,2002:binary> aGk=\n",
+            )),
+            json!({"a": "hello", "b": "hello", "c": "hello", "d": "hello", "e": "",
+                   "f": "✓ à la mode", "key": "g", "h": "hi"})
+        );
+        // What Go's decoder refuses: no padding, spaces, folded lines.
+        for bad in ["aGVsbG8", "\"aGVs bG8=\"", ">\n  aGVs\n  bG8=", "aGVsbG8=="] {
+            let e = error(&format!("a: !!binary {bad}\n"));
+            assert_eq!(e.kind, YamlErrorKind::BinaryNotBase64, "{bad}");
+        }
+        // Bytes that are not UTF-8 (0xff): kubectl would send U+FFFD.
+        let e = error("a: !!binary /w==\n");
+        assert_eq!(e.kind, YamlErrorKind::BinaryNotText);
+        assert!(e.to_string().contains("U+FFFD"), "{e}");
+    }
+
+    #[test]
+    fn the_leading_zero_hint_gives_the_octal_and_decimal_spellings() {
+        let e = error("defaultMode: 0755\n");
+        let message = e.to_string();
+        for advice in [
+            "0755 → 0o755",
+            "0755 → 493",
+            "0755 → 755",
+            "quote it (\"0755\") only if the field is a string",
+        ] {
+            assert!(message.contains(advice), "{advice}: {message}");
+        }
+        // Each spelling it offers reads as the number it says.
+        assert_eq!(
+            one("a: 0o755\nb: 493\nc: 755\n"),
+            json!({"a": 493, "b": 493, "c": 755})
+        );
+        // The hint uses an example, never the scalar (a PIN in a Secret).
+        let message = error("pin: 0123\n").to_string();
+        assert!(
+            !message.contains("0123") && !message.contains("83"),
+            "{message}"
+        );
     }
 
     #[test]
