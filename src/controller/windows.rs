@@ -1019,6 +1019,15 @@ mod tests {
     }
 
     #[test]
+    fn the_binary_carries_a_time_zone_database() {
+        // Used when the machine has no /usr/share/zoneinfo (no tzdata).
+        let bundled = jiff::tz::TimeZoneDatabase::bundled();
+        for name in ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"] {
+            assert!(bundled.get(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
     fn no_windows_is_always_open() {
         assert_eq!(state(&[], "2026-12-04T12:00:00Z"), WindowState::Open);
     }
