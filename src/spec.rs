@@ -129,18 +129,24 @@ pub struct SyncPolicy {
     pub windows: Vec<SyncWindow>,
 }
 
-/// A time window that allows or denies syncing (cron schedule + duration).
+/// A time window that allows or denies automated syncs: active from each
+/// start of `schedule` for `duration`. An active deny window wins; with any
+/// allow window, syncs run only while one is active.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncWindow {
     /// `allow` or `deny`.
     #[schemars(pattern("^(allow|deny)$"))]
     pub kind: String,
-    /// POSIX cron, five fields.
-    #[schemars(length(min = 9))]
+    /// Cron as a Kubernetes CronJob reads it: five fields (minute hour
+    /// day-of-month month day-of-week), or `@hourly`, `@daily`, `@weekly`,
+    /// `@monthly`, `@yearly`.
+    #[schemars(length(min = 6))]
     pub schedule: String,
+    /// How long each start keeps the window active (elapsed time): `1h30m`, `62h`.
     #[schemars(pattern(DURATION_PATTERN))]
     pub duration: String,
+    /// IANA time zone of the schedule (default `UTC`): `Europe/Berlin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
 }
