@@ -17,6 +17,7 @@
 pub mod metrics;
 pub mod reconcile;
 pub mod status;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
