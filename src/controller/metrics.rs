@@ -8,6 +8,9 @@
 //!   windlass_git_fetch_duration_seconds                  histogram
 //!   windlass_apply_requests_total{namespace,name,operation} counter  apply | delete (writes to managed objects)
 //!   windlass_api_requests_total{method,dry_run}          counter  every request to the API server
+//!   windlass_webhook_received_total{provider}            counter  deliveries to /hooks/<provider>
+//!   windlass_webhook_rejected_total{provider,reason}     counter  reason: signature | payload | too-large
+//!   windlass_webhook_triggered_total{provider}           counter  Applications a delivery triggered
 //! ```
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -43,6 +46,17 @@ pub struct RequestLabels {
     pub dry_run: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub provider: String,
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
@@ -52,6 +66,9 @@ pub struct Metrics {
     pub git_fetch_duration: Histogram,
     pub apply_requests: Family<WriteLabels, Counter>,
     pub api_requests: Family<RequestLabels, Counter>,
+    pub webhook_received: Family<ProviderLabels, Counter>,
+    pub webhook_rejected: Family<RejectLabels, Counter>,
+    pub webhook_triggered: Family<ProviderLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -65,6 +82,9 @@ impl Default for Metrics {
             git_fetch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             apply_requests: Family::default(),
             api_requests: Family::default(),
+            webhook_received: Family::default(),
+            webhook_rejected: Family::default(),
+            webhook_triggered: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -101,6 +121,21 @@ impl Default for Metrics {
             "windlass_api_requests",
             "Requests sent to the Kubernetes API server",
             metrics.api_requests.clone(),
+        );
+        registry.register(
+            "windlass_webhook_received",
+            "Webhook deliveries to /hooks/<provider>, before any check",
+            metrics.webhook_received.clone(),
+        );
+        registry.register(
+            "windlass_webhook_rejected",
+            "Webhook deliveries refused, by reason: signature, payload, too-large",
+            metrics.webhook_rejected.clone(),
+        );
+        registry.register(
+            "windlass_webhook_triggered",
+            "Applications that webhook pushes triggered",
+            metrics.webhook_triggered.clone(),
         );
         Metrics {
             registry,
@@ -166,6 +201,18 @@ mod tests {
             })
             .inc_by(3);
         metrics.count_request("PATCH", true);
+        let github = ProviderLabels {
+            provider: "github".into(),
+        };
+        metrics.webhook_received.get_or_create(&github).inc_by(2);
+        metrics
+            .webhook_rejected
+            .get_or_create(&RejectLabels {
+                provider: "github".into(),
+                reason: "signature".into(),
+            })
+            .inc();
+        metrics.webhook_triggered.get_or_create(&github).inc_by(4);
         let text = metrics.encode();
         for expected in [
             "windlass_reconcile_total{namespace=\"team-a\",name=\"web\",result=\"success\"} 1",
@@ -175,6 +222,9 @@ mod tests {
             "# TYPE windlass_git_fetch_duration_seconds histogram",
             "windlass_apply_requests_total{namespace=\"team-a\",name=\"web\",operation=\"apply\"} 3",
             "windlass_api_requests_total{method=\"PATCH\",dry_run=\"true\"} 1",
+            "windlass_webhook_received_total{provider=\"github\"} 2",
+            "windlass_webhook_rejected_total{provider=\"github\",reason=\"signature\"} 1",
+            "windlass_webhook_triggered_total{provider=\"github\"} 4",
         ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod status;
+pub mod webhook;
 pub mod windows;
 
 use std::net::SocketAddr;

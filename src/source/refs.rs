@@ -576,3 +576,109 @@ mod tests {
         assert_eq!(parse_tag_version("v1..2"), None);
     }
 }
+
+impl RefRequest {
+    /// Whether a push to `pushed_ref` (a full ref, `refs/heads/main`,
+    /// `refs/tags/v1.2.0`) may change what this request resolves to, so an
+    /// Application asking for it should be reconciled now:
+    ///
+    /// ```text
+    ///   main               refs/heads/main, refs/tags/main (a bare name may be either)
+    ///   v1.2.0             refs/tags/v1.2.0, refs/heads/v1.2.0
+    ///   refs/pull/7/head   itself only
+    ///   >=1.2.0 <2.0.0     any refs/tags/<version> in the range (a new, moved or deleted tag)
+    ///   HEAD               any refs/heads/* — payloads do not say which branch is the
+    ///                      default, so a push to any branch may move HEAD
+    ///   4f2a…(a commit)    nothing: a pinned commit never moves
+    /// ```
+    ///
+    /// It may say yes too often (HEAD), never too rarely: a needless
+    /// reconcile finds nothing changed and costs one ls-remote.
+    pub fn may_move_with(&self, pushed_ref: &str) -> bool {
+        match self {
+            RefRequest::Commit(_) => false,
+            RefRequest::Head => pushed_ref.starts_with("refs/heads/"),
+            RefRequest::FullRef(name) => name == pushed_ref,
+            RefRequest::Name(name) => {
+                pushed_ref.strip_prefix("refs/heads/") == Some(name.as_str())
+                    || pushed_ref.strip_prefix("refs/tags/") == Some(name.as_str())
+            }
+            RefRequest::Semver(range) => pushed_ref
+                .strip_prefix("refs/tags/")
+                .and_then(parse_tag_version)
+                .is_some_and(|version| range.matches(&version)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::RefRequest;
+
+    fn moves(request: &str, pushed_ref: &str) -> bool {
+        RefRequest::parse(request)
+            .unwrap()
+            .may_move_with(pushed_ref)
+    }
+
+    #[test]
+    fn a_branch_moves_with_its_own_ref_only() {
+        assert!(moves("main", "refs/heads/main"));
+        assert!(!moves("main", "refs/heads/main-2"));
+        assert!(!moves("main", "refs/heads/feature/main"));
+        assert!(!moves("main", "refs/pull/1/head"));
+        assert!(!moves("main", "main"));
+    }
+
+    #[test]
+    fn a_tag_moves_with_its_own_ref() {
+        assert!(moves("v1", "refs/tags/v1"));
+        assert!(!moves("v1", "refs/tags/v1.0.0"));
+        assert!(!moves("v1.2.0", "refs/tags/1.2.0"));
+    }
+
+    #[test]
+    fn a_bare_name_may_be_a_branch_or_a_tag() {
+        assert!(moves("release", "refs/heads/release"));
+        assert!(moves("release", "refs/tags/release"));
+        assert!(!moves("release", "refs/notes/release"));
+    }
+
+    #[test]
+    fn a_full_ref_moves_with_itself() {
+        assert!(moves("refs/pull/42/head", "refs/pull/42/head"));
+        assert!(!moves("refs/pull/42/head", "refs/pull/43/head"));
+        assert!(moves("refs/heads/main", "refs/heads/main"));
+        assert!(!moves("refs/heads/main", "refs/tags/main"));
+    }
+
+    #[test]
+    fn a_semver_range_moves_with_tags_it_accepts() {
+        assert!(moves(">=1.2.0 <2.0.0", "refs/tags/v1.4.0"));
+        assert!(moves(">=1.2.0 <2.0.0", "refs/tags/1.2.0"));
+        assert!(moves("~1.4", "refs/tags/v1.4"));
+        assert!(!moves(">=1.2.0 <2.0.0", "refs/tags/v2.0.0"));
+        assert!(!moves(">=1.2.0 <2.0.0", "refs/tags/v1.1.9"));
+        // A pre-release only when the range asks for pre-releases.
+        assert!(!moves(">=1.2.0 <2.0.0", "refs/tags/v1.5.0-rc.1"));
+        assert!(moves(">=1.5.0-0", "refs/tags/v1.5.0-rc.1"));
+        // Not a version, or not a tag.
+        assert!(!moves("*", "refs/tags/latest"));
+        assert!(!moves("*", "refs/heads/v1.4.0"));
+    }
+
+    #[test]
+    fn head_moves_with_any_branch() {
+        assert!(moves("HEAD", "refs/heads/main"));
+        assert!(moves("", "refs/heads/trunk"));
+        assert!(!moves("HEAD", "refs/tags/v1.0.0"));
+        assert!(!moves("HEAD", "refs/pull/1/head"));
+    }
+
+    #[test]
+    fn a_commit_never_moves() {
+        let sha = "4f2a9c1e4f2a9c1e4f2a9c1e4f2a9c1e4f2a9c1e";
+        assert!(!moves(sha, "refs/heads/main"));
+        assert!(!moves(sha, sha));
+    }
+}

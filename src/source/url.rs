@@ -331,3 +331,170 @@ mod tests {
         assert!(RepoUrl::parse("").is_err());
     }
 }
+
+/// The repository a URL names, whatever the transport and credentials: the
+/// key that matches a webhook's repository URLs to Applications' `repoURL`s.
+///
+/// ```text
+///   https://GitHub.com/Org/Repo.git      ┐
+///   http://github.com/org/repo           │
+///   ssh://git@github.com:22/org/repo.git ├──► "github.com/org/repo"
+///   git@github.com:org/repo.git          │
+///   https://user:token@github.com/org/repo/
+///   git://github.com/org/repo            ┘
+///   https://git.example.com:8443/org/repo ──► "git.example.com:8443/org/repo"
+///   file:///srv/repo, /srv/repo/         ──► "/srv/repo"
+/// ```
+///
+/// Remote URLs lose their scheme, user-info, the scheme's default port
+/// (ssh 22, http 80, https 443, git 9418; any other port stays, since it may
+/// be another server), trailing `/` and `.git`; host and path are lowercased.
+/// The path is lowercased because GitHub, GitLab, Gitea and Bitbucket treat
+/// owner and repository names case-insensitively and payloads do not always
+/// spell them as the Application does; on a case-sensitive server two
+/// repositories differing only in case share an identity, which costs an
+/// extra (cheap) reconcile, never a missed one. Local paths and `file://`
+/// URLs become their absolute path, unchanged in case. `None` when the text
+/// is not a repository URL at all.
+pub fn repository_identity(url: &str) -> Option<String> {
+    let parsed = RepoUrl::parse(url).ok()?;
+    if parsed.transport == Transport::Local {
+        let path = parsed.fetch_url.trim_end_matches('/');
+        return Some(if path.is_empty() { "/" } else { path }.to_string());
+    }
+    // The cache key is `scheme://host[:port]/path` for every remote
+    // transport, with user-info already taken out.
+    let (scheme, rest) = parsed.cache_key.split_once("://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let default_port = match scheme {
+        "ssh" => "22",
+        "http" => "80",
+        "https" => "443",
+        _ => "9418",
+    };
+    let authority = authority.to_ascii_lowercase();
+    // `[::1]` has colons but no port: its last part, `1]`, is no port number.
+    let authority = match authority.rsplit_once(':') {
+        Some((host, port)) if port == default_port => host.to_string(),
+        _ => authority,
+    };
+    let mut path = path.trim_matches('/').to_lowercase();
+    if let Some(stripped) = path.strip_suffix(".git") {
+        path = stripped.trim_end_matches('/').to_string();
+    }
+    if path.is_empty() {
+        return None;
+    }
+    Some(format!("{authority}/{path}"))
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::repository_identity;
+
+    #[test]
+    fn every_spelling_of_one_repository_is_one_identity() {
+        for url in [
+            "https://GitHub.com/Org/Repo.git",
+            "http://github.com/org/repo",
+            "https://github.com:443/org/repo",
+            "http://github.com:80/org/repo.git",
+            "ssh://git@github.com:22/org/repo.git",
+            "ssh://git@github.com/org/repo",
+            "git+ssh://git@github.com/org/repo.git",
+            "git@github.com:org/repo.git",
+            "git@github.com:/org/repo.git",
+            "github.com:org/repo",
+            "https://user:token@github.com/org/repo/",
+            "https://user@github.com/org/repo.git/",
+            "git://github.com/org/repo",
+            "git://github.com:9418/org/repo.git",
+            "  https://github.com/org/repo  ",
+        ] {
+            assert_eq!(
+                repository_identity(url).as_deref(),
+                Some("github.com/org/repo"),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_non_default_port_is_another_server() {
+        assert_eq!(
+            repository_identity("https://git.example.com:8443/org/repo.git").as_deref(),
+            Some("git.example.com:8443/org/repo")
+        );
+        assert_eq!(
+            repository_identity("ssh://git@Bitbucket.example.com:7999/prj/repo.git").as_deref(),
+            Some("bitbucket.example.com:7999/prj/repo")
+        );
+        // The default port of another scheme is not this scheme's default.
+        assert_eq!(
+            repository_identity("http://127.0.0.1:443/repo.git").as_deref(),
+            Some("127.0.0.1:443/repo")
+        );
+        assert_ne!(
+            repository_identity("https://git.example.com:8443/org/repo"),
+            repository_identity("https://git.example.com/org/repo")
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_keep_their_brackets() {
+        assert_eq!(
+            repository_identity("http://[::1]:8080/org/repo.git").as_deref(),
+            Some("[::1]:8080/org/repo")
+        );
+        assert_eq!(
+            repository_identity("https://[::1]/org/repo").as_deref(),
+            Some("[::1]/org/repo")
+        );
+        assert_eq!(
+            repository_identity("https://[::1]:443/org/repo").as_deref(),
+            Some("[::1]/org/repo")
+        );
+    }
+
+    #[test]
+    fn nested_groups_and_different_repositories_stay_apart() {
+        assert_eq!(
+            repository_identity("https://gitlab.example.com/group/sub/repo.git").as_deref(),
+            Some("gitlab.example.com/group/sub/repo")
+        );
+        assert_ne!(
+            repository_identity("https://github.com/org/repo"),
+            repository_identity("https://github.com/org/repo2")
+        );
+        assert_ne!(
+            repository_identity("https://github.com/org/repo"),
+            repository_identity("https://gitlab.com/org/repo")
+        );
+    }
+
+    #[test]
+    fn local_paths_are_their_absolute_path() {
+        assert_eq!(
+            repository_identity("file:///srv/git/Repo.git/").as_deref(),
+            Some("/srv/git/Repo.git")
+        );
+        assert_eq!(
+            repository_identity("/srv/git/Repo.git").as_deref(),
+            Some("/srv/git/Repo.git")
+        );
+        let relative = repository_identity("./some/repo").unwrap();
+        let expected = std::env::current_dir().unwrap().join("some/repo");
+        assert_eq!(
+            std::path::Path::new(&relative),
+            std::path::absolute(expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_repository_url_has_no_identity() {
+        assert_eq!(repository_identity(""), None);
+        assert_eq!(repository_identity("ftp://host/repo"), None);
+        assert_eq!(repository_identity("https://host/"), None);
+        assert_eq!(repository_identity("https://host/.git"), None);
+    }
+}
