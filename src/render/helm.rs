@@ -14,7 +14,10 @@
 //! Values layer as Helm layers them: chart `values.yaml` < environment file
 //! < inline values < `--set`. `--set` values arrive parsed (path and typed
 //! value), so they are passed as `--set-json`, which keeps both exactly
-//! (list indexes included). Release name: the given name, else the chart's.
+//! (list indexes included) and follows Helm's rules: `--set list[0].x=1`
+//! makes a list of its own that replaces the chart's (unlike a windlass
+//! chart, where it changes the item in place). Release name: the given
+//! name, else the chart's.
 //! `helm template` never prints `NOTES.txt`. Hooks are not run: objects
 //! annotated `helm.sh/hook` are left out and returned in
 //! [`HelmOutput::skipped_hooks`], for one line of output ([`hooks_message`]).
