@@ -244,7 +244,9 @@ pub fn set_json(set: &SetValue) -> String {
 
 /// Splits Helm's output into its documents (Helm writes `---` and
 /// `# Source: <template>` before each), parses each with windlass's loader
-/// and takes the hooks out.
+/// and takes the hooks out. A document's number counts that template's
+/// documents in Helm's output, which Helm sorts by kind: it is not always
+/// the position in the template's own text.
 pub(crate) fn parse_output(
     text: &str,
     limits: &super::Limits,

@@ -590,8 +590,7 @@ pub(crate) fn clean_stderr(stderr: &[u8], workspace: &Path) -> String {
 
 // --- output ------------------------------------------------------------------
 
-/// Parses a tool's stdout as UTF-8 YAML documents with windlass's loader.
-/// `origin` names the output in messages.
+/// A tool's stdout as text; `command` names it in the error.
 pub(crate) fn output_text(output: Vec<u8>, command: &str) -> Result<String, ExternalError> {
     String::from_utf8(output).map_err(|_| ExternalError::OutputNotUtf8 {
         command: command.to_string(),
