@@ -16,7 +16,7 @@ use windlass::render::helm::{SkippedHook, hooks_message, render_helm};
 use windlass::render::kustomize::{render_kustomize, render_kustomize_in};
 use windlass::render::tool::{ExternalError, ExternalTools, ToolDocument, ToolPaths};
 use windlass::render::{
-    Capabilities, Limits, LocalDirectory, MemoryTree, RenderInput, SetValue, ValuesLayer,
+    Capabilities, FileTree, Limits, LocalDirectory, MemoryTree, RenderInput, SetValue, ValuesLayer,
 };
 
 fn repo() -> &'static Path {
@@ -278,11 +278,54 @@ fn kustomize_takes_no_values_and_bounds_its_output() {
         values(&documents),
         [serde_saphyr::from_str::<Value>(&configmap("a")).unwrap()]
     );
+    let mut no_time = tools();
+    no_time.timeout = std::time::Duration::ZERO;
+    let error = render_kustomize(&input, &no_time).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`kustomize build .` did not finish within the time limit of 0 s"
+    );
     let mut small = tools();
     small.max_output_bytes = Some(20);
     let error = render_kustomize(&input, &small).unwrap_err();
     assert!(
         matches!(error, ExternalError::OutputTooLarge { limit: 20, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn kustomize_inflates_helm_charts_only_on_opt_in() {
+    // The helm fixture as a chart of a kustomization (charts/web).
+    let chart = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let mut tree = MemoryTree::new("repo").with(
+        "kustomization.yaml",
+        "helmCharts:\n  - name: web\n    releaseName: shop\n    namespace: shop\n    \
+         valuesInline:\n      replicaCount: 4\nhelmGlobals:\n  chartHome: charts\n",
+    );
+    for path in chart.files().unwrap() {
+        tree.insert(format!("charts/web/{path}"), chart.read(&path).unwrap());
+    }
+    let input = RenderInput::new(&tree, "default");
+    let error = render_kustomize(&input, &tools()).unwrap_err();
+    assert!(
+        error.to_string().contains("must specify --enable-helm"),
+        "{error}"
+    );
+
+    let mut opted_in = tools();
+    opted_in.kustomize_helm = true;
+    let objects = values(&render_kustomize(&input, &opted_in).unwrap());
+    assert_eq!(
+        find(&objects, "Deployment", "shop-web")["spec"]["replicas"],
+        4
+    );
+
+    // Without a helm binary, the opt-in says what is missing.
+    opted_in.paths.helm = None;
+    let error = render_kustomize(&input, &opted_in).unwrap_err();
+    assert!(
+        error.to_string().contains("helm is not installed"),
         "{error}"
     );
 }

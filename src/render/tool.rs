@@ -215,7 +215,7 @@ pub enum ExternalError {
     },
 
     #[error("`{command}` did not finish within the time limit of {seconds} s")]
-    TimedOut { command: String, seconds: u64 },
+    TimedOut { command: String, seconds: f64 },
 
     #[error("`{command}` wrote more than the limit of {limit} bytes of output")]
     OutputTooLarge { command: String, limit: u64 },
@@ -542,21 +542,27 @@ pub(crate) fn run(invocation: &Invocation<'_>) -> Result<Vec<u8>, ExternalError>
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     };
-    let output = stdout_reader.join().unwrap_or_default();
-    let errors = stderr_reader.join().unwrap_or_default();
-
-    if oversize.load(Ordering::Relaxed) {
-        return Err(ExternalError::OutputTooLarge {
-            command: command.clone(),
-            limit,
-        });
-    }
+    let too_large = || ExternalError::OutputTooLarge {
+        command: command.clone(),
+        limit,
+    };
     let Some(status) = status else {
+        // Killed. The readers are not waited for: a process the tool
+        // started (kustomize's helm) may still hold the pipes; they end
+        // when it does.
+        if oversize.load(Ordering::Relaxed) {
+            return Err(too_large());
+        }
         return Err(ExternalError::TimedOut {
             command: command.clone(),
-            seconds: invocation.timeout.as_secs().max(1),
+            seconds: invocation.timeout.as_secs_f64(),
         });
     };
+    let output = stdout_reader.join().unwrap_or_default();
+    let errors = stderr_reader.join().unwrap_or_default();
+    if oversize.load(Ordering::Relaxed) {
+        return Err(too_large());
+    }
     if !status.success() {
         return Err(ExternalError::Failed {
             command: command.clone(),
