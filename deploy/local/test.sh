@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build the local control plane
-# (cached), then formatting, lints and every test against the real control
-# plane. .ci/run runs exactly this.
+# and the external renderers kustomize and helm (cached), then formatting,
+# lints and every test against the real control plane. .ci/run runs exactly
+# this.
 #
 # A control plane that was already up is reused and left up; one this script
 # started is stopped at the end. WINDLASS_TEST_KUBECONFIG points the tests
@@ -18,6 +19,12 @@ phase() { # name : closes the previous phase's timer
 
 deploy/local/prerequisites.sh
 phase prerequisites
+
+# kustomize and helm at their pinned versions (cached), named for the tests
+# through WINDLASS_KUSTOMIZE_BIN and WINDLASS_HELM_BIN.
+deploy/local/tools.sh build >/dev/null
+while IFS= read -r line; do export "$line"; done < <(deploy/local/tools.sh env)
+phase tools
 
 started_control_plane=no
 if [ -z "${WINDLASS_TEST_KUBECONFIG:-}" ]; then

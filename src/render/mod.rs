@@ -45,6 +45,11 @@ pub mod object;
 pub mod scope;
 pub mod values;
 pub mod yaml;
+// External renderers (issue 18): detection, Kustomize, Helm, running tools.
+pub mod detect;
+pub mod helm;
+pub mod kustomize;
+pub mod tool;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

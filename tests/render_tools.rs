@@ -1,0 +1,651 @@
+//! The external renderers against the real kustomize and helm binaries, at
+//! the pinned versions `deploy/local/tools.sh build` builds (cached; the
+//! first run builds them, which needs Go).
+//!
+//! Each render is compared with the binary's own output, run directly on
+//! the fixture and parsed by an independent YAML reader (serde-saphyr), as
+//! JSON values: windlass must hand on exactly what the tool rendered.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use windlass::render::detect::{Engine, detect_tree};
+use windlass::render::helm::{SkippedHook, hooks_message, render_helm};
+use windlass::render::kustomize::{render_kustomize, render_kustomize_in};
+use windlass::render::tool::{ExternalError, ExternalTools, ToolDocument, ToolPaths};
+use windlass::render::{
+    Capabilities, FileTree, Limits, LocalDirectory, MemoryTree, RenderInput, SetValue, ValuesLayer,
+};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(path: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(path)
+}
+
+/// The pinned binaries: `tools.sh build` is idempotent and prints their paths.
+fn tool_paths() -> &'static ToolPaths {
+    static PATHS: OnceLock<ToolPaths> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let output = Command::new(repo().join("deploy/local/tools.sh"))
+            .arg("build")
+            .output()
+            .expect("run deploy/local/tools.sh");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "deploy/local/tools.sh build failed (it needs Go 1.26; deploy/local/prerequisites.sh \
+             installs it):\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let find = |name: &str| {
+            stdout
+                .lines()
+                .find(|line| line.ends_with(&format!("/{name}")))
+                .map(PathBuf::from)
+        };
+        ToolPaths {
+            kustomize: find("kustomize"),
+            helm: find("helm"),
+        }
+    })
+}
+
+fn tools() -> ExternalTools {
+    ExternalTools::new(tool_paths().clone())
+}
+
+/// Runs a binary directly; its stdout parsed as YAML documents.
+fn direct(binary: &Path, args: &[&str]) -> (String, Vec<Value>) {
+    let output = Command::new(binary).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} {args:?}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let documents = documents.into_iter().filter(|d| !d.is_null()).collect();
+    (text, documents)
+}
+
+fn values(documents: &[ToolDocument]) -> Vec<Value> {
+    documents.iter().map(|d| d.value.clone()).collect()
+}
+
+/// The object of `kind` whose name starts with `name`.
+fn find<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"].as_str().unwrap().starts_with(name))
+        .unwrap_or_else(|| panic!("no {kind} {name}* in {documents:#?}"))
+}
+
+fn is_hook(document: &Value) -> bool {
+    document["metadata"]["annotations"]["helm.sh/hook"].is_string()
+}
+
+// --- Kustomize ---------------------------------------------------------------
+
+#[test]
+fn kustomize_overlays_render_as_kustomize_builds_them() {
+    let kustomize = tool_paths().kustomize.clone().unwrap();
+    let tree = LocalDirectory::new(fixture("kustomize")).unwrap();
+    for environment in ["production", "staging"] {
+        let mut input = RenderInput::new(&tree, "default");
+        input.environment = Some(environment.to_string());
+        let documents = render_kustomize(&input, &tools()).unwrap();
+        let overlay = fixture(&format!("kustomize/overlays/{environment}"));
+        let (_, expected) = direct(
+            &kustomize,
+            &[
+                "build",
+                "--load-restrictor",
+                "LoadRestrictionsRootOnly",
+                overlay.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(values(&documents), expected, "{environment}");
+        assert_eq!(
+            documents[0].source.to_string(),
+            format!("`kustomize build overlays/{environment}` document 1")
+        );
+    }
+
+    // What the fixture exercises, so the comparison is not of two empty sets.
+    let mut input = RenderInput::new(&tree, "default");
+    input.environment = Some("production".into());
+    let objects = values(&render_kustomize(&input, &tools()).unwrap());
+    let deployment = find(&objects, "Deployment", "prod-web");
+    let config = find(&objects, "ConfigMap", "prod-web-config-");
+    let secret = find(&objects, "Secret", "prod-web-credentials-");
+    let service = find(&objects, "Service", "prod-web");
+    // Generators: hash suffixes, and the references rewritten to them.
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+        config["metadata"]["name"]
+    );
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        secret["metadata"]["name"]
+    );
+    assert_eq!(config["data"]["LOG_LEVEL"], "warn", "behavior: merge");
+    assert_eq!(config["data"]["FEATURE_X"], "on");
+    // namespace, images, strategic merge and JSON 6902 patches, labels.
+    assert_eq!(deployment["metadata"]["namespace"], "production");
+    assert_eq!(pod["containers"][0]["image"], "ghcr.io/example/web:1.4.2");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "web", "component": "web", "environment": "production"})
+    );
+    // The component: a resource and a patch.
+    find(&objects, "ConfigMap", "prod-metrics");
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+}
+
+#[test]
+fn kustomize_builds_a_directory_below_the_tree_root() {
+    let kustomize = tool_paths().kustomize.clone().unwrap();
+    let tree = LocalDirectory::new(fixture("kustomize")).unwrap();
+    let input = RenderInput::new(&tree, "default");
+    let documents = render_kustomize_in(&input, &tools(), "base").unwrap();
+    let (_, expected) = direct(
+        &kustomize,
+        &["build", fixture("kustomize/base").to_str().unwrap()],
+    );
+    assert_eq!(values(&documents), expected);
+    assert_eq!(documents.len(), 4);
+
+    // The fixture root has only overlays: an environment must be chosen.
+    let error = render_kustomize(&input, &tools()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("(choose an environment: production, staging)"),
+        "{error}"
+    );
+    let mut input = RenderInput::new(&tree, "default");
+    input.environment = Some("qa".into());
+    let error = render_kustomize(&input, &tools()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("environments: production, staging"),
+        "{error}"
+    );
+}
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n")
+}
+
+#[test]
+fn kustomize_errors_show_its_stderr_with_tree_paths() {
+    let tree = MemoryTree::new("repo@abc:apps/web")
+        .with("kustomization.yaml", "resources:\n  - missing.yaml\n");
+    let error = render_kustomize(&RenderInput::new(&tree, "default"), &tools()).unwrap_err();
+    let message = error.to_string();
+    let ExternalError::Failed {
+        command, stderr, ..
+    } = &error
+    else {
+        panic!("{error:?}")
+    };
+    assert_eq!(command, "kustomize build .");
+    assert!(stderr.contains("'missing.yaml'"), "{message}");
+    assert!(!message.contains("windlass-kustomize"), "{message}");
+}
+
+#[test]
+fn kustomize_reads_only_below_the_kustomization() {
+    // LoadRestrictionsRootOnly: a file of another directory is refused
+    // (other kustomizations, as directories, are fine: see the overlays).
+    let tree = MemoryTree::new("repo")
+        .with("base/cm.yaml", configmap("a"))
+        .with(
+            "app/kustomization.yaml",
+            "resources:\n  - ../base/cm.yaml\n",
+        );
+    let error =
+        render_kustomize_in(&RenderInput::new(&tree, "default"), &tools(), "app").unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("`kustomize build app` failed")
+            && message.contains("security; file 'base/cm.yaml' is not in or below 'app'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn kustomize_runs_no_exec_plugins_and_fetches_nothing() {
+    let generator = "apiVersion: example.com/v1\nkind: Generator\nmetadata:\n  name: gen\n  \
+                     annotations:\n    config.kubernetes.io/function: |\n      exec:\n        \
+                     path: ./gen.sh\n";
+    let tree = MemoryTree::new("repo")
+        .with("kustomization.yaml", "generators:\n  - gen.yaml\n")
+        .with("gen.yaml", generator)
+        .with("gen.sh", "#!/bin/sh\necho 'kind: ConfigMap'\n");
+    let error = render_kustomize(&RenderInput::new(&tree, "default"), &tools()).unwrap_err();
+    assert!(
+        error.to_string().contains("external plugins disabled"),
+        "{error}"
+    );
+
+    let tree = MemoryTree::new("repo").with(
+        "kustomization.yaml",
+        "resources:\n  - https://raw.githubusercontent.com/example/x/main/cm.yaml\n",
+    );
+    let error = render_kustomize(&RenderInput::new(&tree, "default"), &tools()).unwrap_err();
+    assert!(
+        matches!(&error, ExternalError::Failed { stderr, .. }
+            if stderr.contains("127.0.0.1:9") && stderr.contains("no 'git' program")),
+        "{error}"
+    );
+}
+
+#[test]
+fn kustomize_takes_no_values_and_bounds_its_output() {
+    let tree = MemoryTree::new("repo")
+        .with("kustomization.yaml", "resources:\n  - cm.yaml\n")
+        .with("cm.yaml", configmap("a"));
+    let mut input = RenderInput::new(&tree, "default");
+    input.values.push(ValuesLayer {
+        name: "inline".into(),
+        values: json!({"a": 1}),
+    });
+    let error = render_kustomize(&input, &tools()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("Kustomize application, which takes no values"),
+        "{error}"
+    );
+
+    let input = RenderInput::new(&tree, "default");
+    let documents = render_kustomize(&input, &tools()).unwrap();
+    assert_eq!(
+        values(&documents),
+        [serde_saphyr::from_str::<Value>(&configmap("a")).unwrap()]
+    );
+    let mut no_time = tools();
+    no_time.timeout = std::time::Duration::ZERO;
+    let error = render_kustomize(&input, &no_time).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`kustomize build .` did not finish within the time limit of 0 s"
+    );
+    let mut small = tools();
+    small.max_output_bytes = Some(20);
+    let error = render_kustomize(&input, &small).unwrap_err();
+    assert!(
+        matches!(error, ExternalError::OutputTooLarge { limit: 20, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn kustomize_inflates_helm_charts_only_on_opt_in() {
+    // The helm fixture as a chart of a kustomization (charts/web).
+    let chart = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let mut tree = MemoryTree::new("repo").with(
+        "kustomization.yaml",
+        "helmCharts:\n  - name: web\n    releaseName: shop\n    namespace: shop\n    \
+         valuesInline:\n      replicaCount: 4\nhelmGlobals:\n  chartHome: charts\n",
+    );
+    for path in chart.files().unwrap() {
+        tree.insert(format!("charts/web/{path}"), chart.read(&path).unwrap());
+    }
+    let input = RenderInput::new(&tree, "default");
+    let error = render_kustomize(&input, &tools()).unwrap_err();
+    assert!(
+        error.to_string().contains("must specify --enable-helm"),
+        "{error}"
+    );
+
+    let mut opted_in = tools();
+    opted_in.kustomize_helm = true;
+    let objects = values(&render_kustomize(&input, &opted_in).unwrap());
+    assert_eq!(
+        find(&objects, "Deployment", "shop-web")["spec"]["replicas"],
+        4
+    );
+
+    // Without a helm binary, the opt-in says what is missing.
+    opted_in.paths.helm = None;
+    let error = render_kustomize(&input, &opted_in).unwrap_err();
+    assert!(
+        error.to_string().contains("helm is not installed"),
+        "{error}"
+    );
+}
+
+// --- Helm ----------------------------------------------------------------------
+
+/// `helm template` run directly on the fixture chart.
+fn helm_direct(extra: &[&str]) -> (String, Vec<Value>) {
+    let helm = tool_paths().helm.clone().unwrap();
+    let chart = fixture("helm/web");
+    let mut args = vec![
+        "template",
+        "shop",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "shop",
+        "--include-crds",
+    ];
+    args.extend_from_slice(extra);
+    let (text, documents) = direct(&helm, &args);
+    (
+        text,
+        documents.into_iter().filter(|d| !is_hook(d)).collect(),
+    )
+}
+
+fn web_input(tree: &LocalDirectory) -> RenderInput<'_> {
+    let mut input = RenderInput::new(tree, "shop");
+    input.name = Some("shop".into());
+    input
+}
+
+#[test]
+fn helm_chart_renders_as_helm_template_does() {
+    let tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let mut input = web_input(&tree);
+    input.environment = Some("production".into());
+    let output = render_helm(&input, &tools()).unwrap();
+    let values_file = fixture("helm/web/values/production.yaml");
+    let (text, expected) = helm_direct(&["-f", values_file.to_str().unwrap()]);
+    let objects = values(&output.documents);
+    assert_eq!(objects, expected);
+    assert_eq!(output.release_name, "shop");
+    assert_eq!(output.chart_name, "web");
+
+    // NOTES.txt is never output.
+    assert!(!text.contains("NOTES-MARKER"), "{text}");
+    // Hooks (a pre-install Job, a test Pod) are left out and listed.
+    let mut hooks = output.skipped_hooks.clone();
+    hooks.sort_by(|a, b| a.object.cmp(&b.object));
+    assert_eq!(
+        hooks,
+        [
+            SkippedHook {
+                object: "Job/shop-web-migrate".into(),
+                hook: "pre-install,pre-upgrade".into(),
+                template: "web/templates/migrate-job.yaml".into(),
+            },
+            SkippedHook {
+                object: "Pod/shop-web-test".into(),
+                hook: "test".into(),
+                template: "web/templates/tests/test-connection.yaml".into(),
+            },
+        ]
+    );
+    assert!(
+        hooks_message(&output.skipped_hooks)
+            .unwrap()
+            .starts_with("helm hooks are not run by windlass; skipped 2 hook objects: "),
+    );
+
+    // What the fixture exercises: crds/, the vendored subchart with the
+    // parent's values, helpers through include/nindent/toYaml, the
+    // environment's values.
+    find(&objects, "CustomResourceDefinition", "widgets.example.com");
+    assert_eq!(
+        find(&objects, "ConfigMap", "shop-cache")["data"]["size"],
+        "1024"
+    );
+    let deployment = find(&objects, "Deployment", "shop-web");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["metadata"]["labels"]["helm.sh/chart"],
+        "web-0.3.0"
+    );
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"],
+        json!({"example.com/team": "web"})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "1", "memory": "512Mi"}})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "ghcr.io/example/web:1.4.2"
+    );
+    let source = output
+        .documents
+        .iter()
+        .find(|d| d.value["kind"] == "Deployment")
+        .unwrap()
+        .source
+        .to_string();
+    assert_eq!(
+        source,
+        "template `web/templates/deployment.yaml` document 1"
+    );
+    // ServiceMonitor only when the cluster has the API (next test).
+    assert!(!objects.iter().any(|o| o["kind"] == "ServiceMonitor"));
+}
+
+#[test]
+fn helm_sees_the_clusters_capabilities() {
+    let tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let mut input = web_input(&tree);
+    input.capabilities = Some(Capabilities {
+        kube_version: Some("1.30.1".into()),
+        api_versions: vec![
+            "monitoring.coreos.com/v1".into(),
+            "monitoring.coreos.com/v1/ServiceMonitor".into(),
+        ],
+    });
+    let objects = values(&render_helm(&input, &tools()).unwrap().documents);
+    let (_, expected) = helm_direct(&[
+        "--kube-version",
+        "1.30.1",
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+    ]);
+    assert_eq!(objects, expected);
+    find(&objects, "ServiceMonitor", "shop-web");
+    assert_eq!(
+        find(&objects, "ConfigMap", "shop-web-info")["data"]["kubeVersion"],
+        "v1.30.1"
+    );
+}
+
+#[test]
+fn helm_values_layer_environment_inline_then_set() {
+    let tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let mut input = web_input(&tree);
+    input.environment = Some("staging".into());
+    input.values.push(ValuesLayer {
+        name: "inline".into(),
+        values: json!({"replicaCount": 5, "image": {"tag": "2.0.0"}, "service": {"port": 8080}}),
+    });
+    input.set = SetValue::parse("replicaCount=7,extraEnv[0].value=debug").unwrap();
+    input
+        .set
+        .extend(SetValue::parse_string("image.tag=007").unwrap());
+    let objects = values(&render_helm(&input, &tools()).unwrap().documents);
+
+    let workdir =
+        std::env::temp_dir().join(format!("windlass-render-tools-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).unwrap();
+    let inline = workdir.join("inline.yaml");
+    std::fs::write(
+        &inline,
+        "replicaCount: 5\nimage:\n  tag: \"2.0.0\"\nservice:\n  port: 8080\n",
+    )
+    .unwrap();
+    let staging = fixture("helm/web/values-staging.yaml");
+    let (_, expected) = helm_direct(&[
+        "-f",
+        staging.to_str().unwrap(),
+        "-f",
+        inline.to_str().unwrap(),
+        "--set",
+        "replicaCount=7,extraEnv[0].value=debug",
+        "--set-string",
+        "image.tag=007",
+    ]);
+    std::fs::remove_dir_all(&workdir).unwrap();
+    assert_eq!(objects, expected);
+    let deployment = find(&objects, "Deployment", "shop-web");
+    assert_eq!(deployment["spec"]["replicas"], 7);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/example/web:007");
+    // Helm's own rule: `--set` builds a list of its own, which replaces the
+    // chart's (a windlass chart's `--set` changes the item in place).
+    assert_eq!(container["env"], json!([{"value": "debug"}]));
+    assert_eq!(
+        find(&objects, "Service", "shop-web")["spec"]["ports"][0]["port"],
+        8080
+    );
+}
+
+#[test]
+fn helm_release_name_defaults_to_the_chart_and_environments_must_exist() {
+    let tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let input = RenderInput::new(&tree, "shop");
+    let output = render_helm(&input, &tools()).unwrap();
+    assert_eq!(output.release_name, "web");
+    find(&values(&output.documents), "Deployment", "web-web");
+
+    let mut input = RenderInput::new(&tree, "shop");
+    input.environment = Some("qa".into());
+    let error = render_helm(&input, &tools()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .ends_with("no environment `qa` (no values/qa.yaml or values-qa.yaml); environments: production, staging"),
+        "{error}"
+    );
+}
+
+#[test]
+fn helm_errors_show_its_stderr() {
+    let tree = MemoryTree::new("repo@abc:charts/api")
+        .with("Chart.yaml", "apiVersion: v2\nname: api\nversion: 1.0.0\n")
+        .with(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ required \"tag is \
+             required\" .Values.tag }}\n",
+        );
+    let error = render_helm(&RenderInput::new(&tree, "default"), &tools()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("`helm template api (chart `api`)` failed (exit status: 1):")
+            && message.contains("templates/cm.yaml")
+            && message.contains("tag is required"),
+        "{message}"
+    );
+    assert!(!message.contains("windlass-helm"), "{message}");
+}
+
+#[test]
+fn helm_output_goes_through_windlass_yaml_rules() {
+    // An unquoted `yes` means true to Kubernetes and "yes" to YAML 1.2:
+    // refused, naming the template, as in a windlass chart.
+    let tree = MemoryTree::new("chart")
+        .with("Chart.yaml", "apiVersion: v2\nname: api\nversion: 1.0.0\n")
+        .with(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  enabled: yes\n",
+        );
+    let error = render_helm(&RenderInput::new(&tree, "default"), &tools()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("template `api/templates/cm.yaml` output: document 1, line")
+            && message.contains("boolean"),
+        "{message}"
+    );
+}
+
+// --- both ------------------------------------------------------------------------
+
+#[test]
+fn a_missing_binary_says_how_to_get_it() {
+    let none = ExternalTools::new(ToolPaths::default());
+    let kustomize_tree = LocalDirectory::new(fixture("kustomize")).unwrap();
+    let mut input = RenderInput::new(&kustomize_tree, "default");
+    input.environment = Some("production".into());
+    let error = render_kustomize(&input, &none).unwrap_err();
+    assert!(
+        error.to_string().starts_with(
+            "kustomize is not installed: put it on PATH, pass \
+                                       --kustomize-bin or set WINDLASS_KUSTOMIZE_BIN"
+        ),
+        "{error}"
+    );
+    let helm_tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let error = render_helm(&RenderInput::new(&helm_tree, "default"), &none).unwrap_err();
+    assert!(error.to_string().contains("WINDLASS_HELM_BIN"), "{error}");
+
+    // A path that is not there: named, not a fallback.
+    let wrong = ExternalTools::new(ToolPaths {
+        kustomize: None,
+        helm: Some("/nonexistent/helm".into()),
+    });
+    let error = render_helm(&RenderInput::new(&helm_tree, "default"), &wrong).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot run helm (`/nonexistent/helm`)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn detection_on_the_fixtures_and_examples() {
+    let limits = Limits::default();
+    let engine = |path: PathBuf| detect_tree(&LocalDirectory::new(path).unwrap(), &limits);
+    assert_eq!(engine(fixture("kustomize")).unwrap(), Engine::Kustomize);
+    assert_eq!(
+        engine(fixture("kustomize/base")).unwrap(),
+        Engine::Kustomize
+    );
+    assert_eq!(engine(fixture("helm/web")).unwrap(), Engine::Helm);
+    assert_eq!(
+        engine(repo().join("examples/podinfo-chart")).unwrap(),
+        Engine::WindlassChart
+    );
+    assert_eq!(
+        engine(repo().join("examples/guestbook")).unwrap(),
+        Engine::Plain
+    );
+
+    let jsonnet = MemoryTree::new("repo@abc:apps/lib").with("main.jsonnet", "{}");
+    let error = detect_tree(&jsonnet, &limits).unwrap_err();
+    assert!(
+        error.to_string().starts_with(
+            "repo@abc:apps/lib: `main.jsonnet` is Jsonnet, which windlass does not render"
+        ),
+        "{error}"
+    );
+
+    let unvendored = MemoryTree::new("chart").with(
+        "Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n  - name: redis\n    \
+         version: 20.0.0\n    repository: https://charts.example.com\n",
+    );
+    let error = detect_tree(&unvendored, &limits).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "chart `web` depends on `redis`, which is not vendored in charts/; run `helm \
+         dependency build` and commit charts/"
+    );
+}
