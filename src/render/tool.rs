@@ -36,7 +36,7 @@ use serde_json::Value;
 
 use super::files::{FileTree, FileTreeError};
 use super::object::ObjectSource;
-use super::yaml::{self, YamlError, YamlLimits};
+use super::yaml::{self, YamlErrors, YamlLimits};
 use super::{Limits, RenderInput};
 
 /// Environment variable naming the kustomize binary.
@@ -224,7 +224,7 @@ pub enum ExternalError {
     OutputNotUtf8 { command: String },
 
     #[error("{origin}: {error}")]
-    Yaml { origin: String, error: YamlError },
+    Yaml { origin: String, error: YamlErrors },
 
     #[error("the render holds more than the limit of {limit} documents")]
     TooManyDocuments { limit: usize },
@@ -622,7 +622,9 @@ pub(crate) fn parse_documents(
     limits: &Limits,
 ) -> Result<Vec<ToolDocument>, ExternalError> {
     let documents = yaml::load_documents(text, &output_limits(limits)).map_err(|mut error| {
-        error.document += first_document - 1;
+        for one in &mut error.errors {
+            one.document += first_document - 1;
+        }
         ExternalError::Yaml {
             origin: if template {
                 format!("template `{source_path}` output")
