@@ -455,3 +455,50 @@ async fn writers_of_one_application_are_serialised_by_its_lease() {
     })
     .await;
 }
+
+/// A PersistentVolume keeps its `pv-protection` finalizer while a claim is
+/// bound to it: uninstall must delete the claim first, then the volume, and
+/// finish in seconds (it used to wait 300 s for the volume, then fail).
+#[tokio::test]
+async fn uninstall_deletes_a_claim_before_its_volume_and_removes_the_lock() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    with_namespace("history-pv", |client, ns| async move {
+        let volume = format!("{ns}-data");
+        let pv = format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {volume}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: /tmp/{volume}}}\n"
+        );
+        let pvc = format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  volumeName: {volume}\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+        );
+        let dir = TempDir::new("history-pv");
+        // The volume sorts first in the set, as it did in the report.
+        write_files(dir.path(), &[("a-pv.yaml", &pv), ("b-pvc.yaml", &pvc)]);
+        sync_dir(dir.path(), &ns, &["--no-wait"], 0);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        support::eventually("the claim is bound", std::time::Duration::from_secs(60), || {
+            let claims = claims.clone();
+            async move {
+                let claim = claims.get("data").await.map_err(|e| e.to_string())?;
+                let phase = claim.status.and_then(|s| s.phase).unwrap_or_default();
+                if phase == "Bound" { Ok(()) } else { Err(phase) }
+            }
+        })
+        .await;
+
+        let out = windlass_expect(&["uninstall", "app", "-n", &ns, "--prune-dangerous"], 0);
+        assert!(out.contains("2 deleted, 0 kept"), "{out}");
+        assert!(!out.contains("pruning"), "an uninstall says uninstall: {out}");
+        let claim_line = out.find("deleted v1 PersistentVolumeClaim").expect(&out);
+        let volume_line = out.find("deleted v1 PersistentVolume ").expect(&out);
+        assert!(claim_line < volume_line, "the claim goes first: {out}");
+        let volumes: Api<PersistentVolume> = Api::all(client.clone());
+        assert!(volumes.get_opt(&volume).await.unwrap().is_none());
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        assert!(
+            leases.get_opt("windlass.app").await.unwrap().is_none(),
+            "the application's lock Lease is removed with it"
+        );
+    })
+    .await;
+}
