@@ -14,8 +14,25 @@
 //!   (mirror cache, auth, refs, change detection).
 //! - [`render`]: a directory of manifests or a chart, an environment and
 //!   values → an ordered, checked set of objects with digests.
+//! - [`identity`]: the labels and annotations that mark an application's
+//!   objects (used by `sync` and `history` alike).
+//! - [`spec`]: the `Application` CRD types, its condition types and reasons.
+//! - [`history`]: revision records (model, pure policy over their headers,
+//!   storage as Secrets). Uses `identity` and `cluster`, never `sync`.
+//! - [`sync`]: plan, apply, prune, delete, health, the per-application lock,
+//!   and the engine that drives one application end to end (reaches
+//!   `history` only through its public API).
+//! - [`controller`]: the reconcile loop; its decisions are pure
+//!   (`controller::policy`, `controller::status`, `controller::windows`).
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
 //!   dispatches to them.
+//!
+//! ```text
+//!   cli ──► sync::engine ◄── controller
+//!              │  ├─► render, source
+//!              │  └─► sync::{plan, apply, delete, prune, lock, …} ─► identity, cluster
+//!              └────► history ─────────────────────────────────────► identity, cluster
+//! ```
 
 #![deny(unsafe_code)]
 

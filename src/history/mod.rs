@@ -6,8 +6,10 @@
 //!                     └──────── store: Secrets in the application's namespace ◄──┘
 //! ```
 //!
-//! [`record`] is the model and its encoding (pure); [`store`] reads and
-//! writes the Secrets.
+//! [`record`] is the model and its encoding (pure); [`policy`] answers every
+//! question about the history from the record headers one LIST returns
+//! (pure); [`store`] reads and writes the Secrets. This room uses
+//! `identity` and `cluster`, never `sync`.
 
 pub mod policy;
 pub mod record;

@@ -10,9 +10,13 @@
 //! ```
 //!
 //! Pure decisions live in their own files and are unit-tested there:
-//! [`identity`] (labels), [`order`] (phases), [`diff`] (normalisation and
-//! masked diffs), [`health`] (per-kind verdicts), [`prune`] (guards),
-//! [`drift`] (what differs from the applied revision, and who changed it).
+//! [`order`] (phases), [`diff`] (normalisation and masked diffs), [`health`]
+//! (per-kind verdicts), [`prune`] (guards, and why an object is kept),
+//! [`delete`] (the waves deletion goes in), [`drift`] (what differs from the
+//! applied revision, and who changed it). The edges: [`api`] (one object's
+//! requests), [`lock`] (one writer per application, a Lease), [`kinds`]
+//! (discovery), [`plan`], [`apply`], and [`engine`], which records revisions
+//! through `history`'s public API (one LIST of records per sync).
 
 pub mod api;
 pub mod apply;
