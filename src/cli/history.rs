@@ -11,7 +11,7 @@ use super::{ExitStatus, GlobalArgs};
 use crate::history::RevisionStore;
 use crate::history::record::{RecordSource, RevisionRecord};
 use crate::identity::AppIdentity;
-use crate::render::MASK;
+use crate::render::object::mask_secret_manifest;
 use crate::spec::parse_duration;
 use crate::sync::apply::ApplyOptions;
 use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
@@ -116,7 +116,7 @@ pub async fn history(
                 let shown = if args.show_secrets {
                     manifest.clone()
                 } else {
-                    mask(manifest)
+                    mask_secret_manifest(manifest)
                 };
                 write!(out, "---\n{}", crate::render::to_yaml(&shown))?;
             }
@@ -199,27 +199,13 @@ fn record_json(record: &RevisionRecord, manifests: bool, show_secrets: bool) -> 
     let mut value = serde_json::to_value(record).expect("records serialise");
     if manifests {
         if !show_secrets {
-            value["manifests"] = Value::Array(record.manifests.iter().map(mask).collect());
+            value["manifests"] =
+                Value::Array(record.manifests.iter().map(mask_secret_manifest).collect());
         }
     } else if let Some(map) = value.as_object_mut() {
         map.remove("manifests");
     }
     value
-}
-
-/// A Secret manifest with its values masked; anything else unchanged.
-fn mask(manifest: &Value) -> Value {
-    let mut manifest = manifest.clone();
-    if manifest["kind"] == "Secret" && manifest["apiVersion"] == "v1" {
-        for field in ["data", "stringData"] {
-            if let Some(entries) = manifest.get_mut(field).and_then(Value::as_object_mut) {
-                for value in entries.values_mut() {
-                    *value = Value::String(MASK.to_string());
-                }
-            }
-        }
-    }
-    manifest
 }
 
 pub async fn rollback(

@@ -137,10 +137,15 @@ impl fmt::Debug for RenderedObject {
 /// A copy of a Secret with every value of `data` and `stringData` replaced
 /// by [`MASK`] (keys stay visible). Other objects are returned unchanged.
 pub fn mask_secret_values(object: &RenderedObject) -> Value {
-    let mut value = object.object.clone();
-    if object.is_secret()
-        && let Value::Object(map) = &mut value
-    {
+    mask_secret_manifest(&object.object)
+}
+
+/// [`mask_secret_values`] for any manifest (a stored revision's, a live
+/// object): the one place Secret values are masked for output.
+pub fn mask_secret_manifest(manifest: &Value) -> Value {
+    let mut value = manifest.clone();
+    let is_secret = manifest["kind"] == "Secret" && manifest["apiVersion"] == "v1";
+    if is_secret && let Value::Object(map) = &mut value {
         for field in ["data", "stringData"] {
             match map.get_mut(field) {
                 Some(Value::Object(entries)) => {
