@@ -297,6 +297,9 @@ impl std::fmt::Display for Reason {
 }
 
 pub const REQUESTED_AT_ANNOTATION: &str = "windlass.dev/requested-at";
+/// Set by the webhook receiver when a push moved an Application's source:
+/// its next reconcile runs at once and asks the remote for its refs.
+pub const SOURCE_CHANGED_ANNOTATION: &str = "windlass.dev/source-changed";
 
 /// The finalizer that runs the deletion policy before an Application goes.
 pub const FINALIZER: &str = "windlass.dev/cleanup";

@@ -1178,3 +1178,209 @@ fn the_checked_in_crd_is_current() {
         "deploy/crds/applications.windlass.dev.yaml is stale: run `cargo run -- crd > {path}`"
     );
 }
+
+/// POSTs a webhook delivery to the controller: (status code, body).
+fn post_hook(port: u16, provider: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "POST /hooks/{provider} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split(' ')
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn hmac_hex(secret: &str, body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A push delivery as `provider` sends it, signed its own way.
+fn delivery(
+    provider: &str,
+    secret: &str,
+    url: &str,
+    before: &str,
+    after: &str,
+) -> (Vec<(&'static str, String)>, String) {
+    let reference = "refs/heads/main";
+    let body = match provider {
+        "gitlab" => serde_json::json!({ "object_kind": "push", "ref": reference, "before": before, "after": after, "project": { "git_http_url": url } }),
+        "bitbucket-server" => serde_json::json!({
+            "eventKey": "repo:refs_changed",
+            "repository": { "links": { "clone": [ { "href": url, "name": "http" } ] } },
+            "changes": [ { "ref": { "id": reference }, "fromHash": before, "toHash": after, "type": "UPDATE" } ]
+        }),
+        "generic" => serde_json::json!({ "repository": url, "ref": reference, "before": before, "after": after }),
+        _ => serde_json::json!({ "ref": reference, "before": before, "after": after, "repository": { "clone_url": url } }),
+    }
+    .to_string();
+    let signature = hmac_hex(secret, &body);
+    let headers = match provider {
+        "github" => vec![
+            ("X-GitHub-Event", "push".to_string()),
+            ("X-Hub-Signature-256", format!("sha256={signature}")),
+        ],
+        "gitea" => vec![
+            ("X-Gitea-Event", "push".to_string()),
+            ("X-Gitea-Signature", signature),
+        ],
+        "gitlab" => vec![
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", secret.to_string()),
+        ],
+        "bitbucket-server" => vec![
+            ("X-Event-Key", "repo:refs_changed".to_string()),
+            ("X-Hub-Signature", format!("sha256={signature}")),
+        ],
+        _ => vec![("X-Signature", format!("sha256={signature}"))],
+    };
+    (headers, body)
+}
+
+#[tokio::test]
+async fn a_signed_push_makes_the_change_live_at_once_for_every_provider() {
+    with_namespace("ctl-hooks", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start(
+            "ctl-hooks",
+            &[
+                ("app/a.yaml", &configmap("a", "v0")),
+                ("other/x.yaml", &configmap("x", "0")),
+            ],
+        );
+        let secrets = TempDir::new("ctl-hooks-secret");
+        let secret = "s3cret-webhook-value";
+        let secret_file = secrets.path().join("webhook-secret");
+        std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+        let controller = RunningController::start(
+            &ns,
+            &["--webhook-secret-file", secret_file.to_str().unwrap()],
+        );
+        // An hour-long interval: only a webhook can make a change live soon.
+        let spec = serde_json::json!({ "automated": true, "prune": true, "interval": "1h" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        let first = served.repo.head();
+        wait_for(&client, &ns, "web", "the first sync", |a| {
+            is_ready(a) && applied_commit(a).as_deref() == Some(first.as_str())
+        })
+        .await;
+
+        let mut before = first;
+        for (n, provider) in ["github", "gitlab", "gitea", "bitbucket-server", "generic"]
+            .iter()
+            .enumerate()
+        {
+            let value = format!("v{}", n + 1);
+            let after = served
+                .repo
+                .commit(&[("app/a.yaml", &configmap("a", &value))], provider);
+            let (headers, body) = delivery(provider, secret, &served.url, &before, &after);
+            let (code, answer) = post_hook(controller.port, provider, &headers, &body);
+            assert_eq!(code, 202, "{provider}: {answer}");
+            assert!(answer.contains("\"accepted\":1"), "{provider}: {answer}");
+            wait_for(
+                &client,
+                &ns,
+                "web",
+                &format!("the change pushed through {provider}"),
+                |a| applied_commit(a).as_deref() == Some(after.as_str()),
+            )
+            .await;
+            assert_eq!(
+                value_of(&client, &ns, "a").await.as_deref(),
+                Some(value.as_str())
+            );
+            before = after;
+        }
+
+        // No signature, or a wrong one: 401, nothing triggered.
+        let after = served
+            .repo
+            .commit(&[("app/a.yaml", &configmap("a", "unsigned"))], "unsigned");
+        let (_, body) = delivery("github", secret, &served.url, &before, &after);
+        let (code, _) = post_hook(
+            controller.port,
+            "github",
+            &[("X-GitHub-Event", "push".to_string())],
+            &body,
+        );
+        assert_eq!(code, 401);
+        let (code, _) = post_hook(
+            controller.port,
+            "github",
+            &[
+                ("X-GitHub-Event", "push".to_string()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", hmac_hex("wrong", &body)),
+                ),
+            ],
+            &body,
+        );
+        assert_eq!(code, 401);
+
+        // Make the app current again, then push a commit that touches
+        // another path only: accepted, nothing triggered, no new revision.
+        let (headers, body) = delivery("github", secret, &served.url, &before, &after);
+        assert_eq!(post_hook(controller.port, "github", &headers, &body).0, 202);
+        let app = wait_for(&client, &ns, "web", "the change made current", |a| {
+            applied_commit(a).as_deref() == Some(after.as_str())
+        })
+        .await;
+        let revision = app.status.unwrap().last_applied_revision;
+        let unrelated = served
+            .repo
+            .commit(&[("other/x.yaml", &configmap("x", "1"))], "elsewhere");
+        let (headers, body) = delivery("github", secret, &served.url, &after, &unrelated);
+        let (code, answer) = post_hook(controller.port, "github", &headers, &body);
+        assert_eq!(code, 202, "{answer}");
+        assert!(answer.contains("\"accepted\":0"), "{answer}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let app = api.get("web").await.unwrap();
+        assert_eq!(
+            app.status.unwrap().last_applied_revision,
+            revision,
+            "no new revision"
+        );
+        let metrics = controller.metrics();
+        assert!(
+            metrics.contains("windlass_webhook_received_total"),
+            "{metrics}"
+        );
+        assert!(
+            !controller.log().contains(secret),
+            "the secret never reaches the log"
+        );
+        release(&client, &ns).await;
+        drop(controller);
+    })
+    .await;
+}

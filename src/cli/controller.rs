@@ -43,6 +43,16 @@ pub struct Args {
     /// seconds, so templates' `capabilities` see CRDs installed since.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub discovery_refresh: u64,
+
+    /// Serve webhook receivers at POST /hooks/<provider> (github, gitlab,
+    /// gitea, bitbucket-server, generic) on --http-address, verifying each
+    /// delivery with the shared secret in this file.
+    #[arg(long, value_name = "PATH", env = "WINDLASS_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+
+    /// The largest webhook body accepted (bytes); larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub webhook_body_limit: usize,
 }
 
 pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
@@ -77,6 +87,8 @@ pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus>
         source,
         identity: identity(),
         discovery_refresh: Duration::from_secs(args.discovery_refresh),
+        webhook_secret_file: args.webhook_secret_file.clone(),
+        webhook_body_limit: args.webhook_body_limit,
     };
     controller::run(connection.client, metrics, options).await?;
     Ok(ExitStatus::Success)

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reconcile;
 pub mod status;
+pub mod wake;
 pub mod webhook;
 pub mod windows;
 
@@ -51,6 +52,8 @@ pub enum Error {
     Cleanup(#[source] crate::sync::engine::EngineError),
     #[error(transparent)]
     Discovery(crate::sync::kinds::DiscoveryError),
+    #[error("webhooks")]
+    Webhook(#[source] webhook::SecretError),
     #[error("leader election: {0}")]
     Leader(String),
     #[error("the leader Lease was lost: stopping, so that two controllers never write at once")]
@@ -83,6 +86,10 @@ pub struct ControllerOptions {
     /// Discovery older than this is read again before a render, so that the
     /// `capabilities` templates see include CRDs installed since.
     pub discovery_refresh: Duration,
+    /// Serve the webhook receivers, verifying with the secret in this file.
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+    /// The largest webhook body accepted.
+    pub webhook_body_limit: usize,
 }
 
 /// Runs until a shutdown signal (or, with leader election, until the Lease
@@ -100,8 +107,26 @@ pub async fn run(
             reason: e.to_string(),
         })?;
     let address = listener.local_addr().unwrap_or(options.http_address);
+    // The reconcile's context, once this replica leads; webhooks use it to
+    // tell which pushes changed an Application's paths.
+    let shared_context: Arc<tokio::sync::OnceCell<Arc<Context>>> = Arc::default();
+    let hooks = match &options.webhook_secret_file {
+        Some(path) => {
+            let sink = wake::Wakeups::new(
+                client.clone(),
+                options.watch_namespace.clone(),
+                shared_context.clone(),
+            );
+            let receiver = webhook::Receiver::from_secret_file(path, sink, metrics.clone())
+                .map_err(Error::Webhook)?
+                .with_body_limit(options.webhook_body_limit);
+            info!(%address, "serving webhooks at POST /hooks/<provider>");
+            Some(webhook::router(Arc::new(receiver)))
+        }
+        None => None,
+    };
     info!(%address, "serving /metrics, /healthz and /readyz");
-    tokio::spawn(serve_http(listener, metrics.clone(), ready.clone()));
+    tokio::spawn(serve_http(listener, metrics.clone(), ready.clone(), hooks));
 
     let applications: Api<Application> = match &options.watch_namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
@@ -160,6 +185,7 @@ pub async fn run(
         options.identity.clone(),
         options.discovery_refresh,
     ));
+    let _ = shared_context.set(context.clone());
     ready.store(true, Ordering::Relaxed);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -242,6 +268,7 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    hooks: Option<axum::Router>,
 ) {
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -275,6 +302,10 @@ async fn serve_http(
                 }
             }),
         );
+    let app = match hooks {
+        Some(hooks) => app.merge(hooks),
+        None => app,
+    };
     if let Err(error) = axum::serve(listener, app).await {
         error!(error = %error, "the HTTP server stopped");
     }

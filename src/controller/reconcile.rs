@@ -39,7 +39,10 @@ use crate::history::{History, RevisionStore};
 use crate::identity::FIELD_MANAGER;
 use crate::render::Capabilities;
 use crate::source::{Credentials, SourceCache};
-use crate::spec::{Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION, Reason};
+use crate::spec::{
+    Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION, Reason,
+    SOURCE_CHANGED_ANNOTATION,
+};
 use crate::sync::drift::Drift;
 use crate::sync::engine::{
     self, Desired, EngineError, Operation, SourceSpec, SyncOptions, SyncOutcome, Target,
@@ -96,6 +99,15 @@ impl Context {
         }
     }
 
+    /// What the last render of `application` read: its commit and paths.
+    pub(super) fn last_render(&self, application: &Application) -> Option<LastRender> {
+        let rendered = self.remember(&key(application), |memory| memory.rendered.clone())?;
+        Some(LastRender {
+            commit: rendered.commit,
+            watched_paths: rendered.watched_paths.clone(),
+        })
+    }
+
     fn remember<T>(&self, key: &str, change: impl FnOnce(&mut Memory) -> T) -> T {
         let mut memory = self.memory.lock().expect("memory lock");
         change(memory.entry(key.to_string()).or_default())
@@ -105,8 +117,8 @@ impl Context {
 /// What the controller keeps between two reconciles of one Application.
 #[derive(Default)]
 struct Memory {
-    /// The generation and `requested-at` the last full reconcile saw.
-    seen: Option<(Option<i64>, Option<String>)>,
+    /// What the last full reconcile saw of the Application's metadata.
+    seen: Option<Seen>,
     /// When the next full reconcile is due.
     next_due: Option<Instant>,
     /// Errors in a row (for the backoff).
@@ -115,7 +127,24 @@ struct Memory {
     rendered: Option<Arc<RenderedSource>>,
 }
 
-struct RenderedSource {
+/// The commit an Application's last render came from, and the repository
+/// paths it read.
+pub(super) struct LastRender {
+    pub commit: Oid,
+    pub watched_paths: Vec<String>,
+}
+
+/// The metadata that asks for a reconcile before the interval is up.
+#[derive(Clone, PartialEq, Eq)]
+struct Seen {
+    generation: Option<i64>,
+    /// `windlass.dev/requested-at` (`windlass reconcile`).
+    requested: Option<String>,
+    /// `windlass.dev/source-changed` (a webhook push).
+    pushed: Option<String>,
+}
+
+pub(super) struct RenderedSource {
     generation: Option<i64>,
     commit: Oid,
     watched_paths: Vec<String>,
@@ -188,8 +217,21 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         .as_ref()
         .and_then(|s| s.last_handled_reconcile_at.clone());
     let asked = requested.is_some() && requested != handled;
-    let seen = Some((generation, requested.clone()));
+    // A webhook said the source moved (see `wake`): resolve now, fresh.
+    let pushed = application
+        .annotations()
+        .get(SOURCE_CHANGED_ANNOTATION)
+        .cloned();
+    let seen = Some(Seen {
+        generation,
+        requested: requested.clone(),
+        pushed: pushed.clone(),
+    });
     let now = Instant::now();
+    let woken = pushed.is_some()
+        && context.remember(&key, |memory| {
+            memory.seen.as_ref().map(|s| &s.pushed) != Some(&pushed)
+        });
     let not_due = context.remember(&key, |memory| {
         (memory.seen == seen && !asked)
             .then_some(memory.next_due)
@@ -212,7 +254,7 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
     // Boxed as `dyn Future + Send` here, where every lifetime is concrete:
     // rustc cannot prove the engine's futures Send for all lifetimes.
     let decision: futures::future::BoxFuture<'_, Verdict> =
-        Box::pin(decide(&application, &context, asked));
+        Box::pin(decide(&application, &context, asked, asked || woken));
     let mut verdict = decision.await;
     verdict.observation.generation = generation;
     verdict.observation.deletion_policy = Some(deletion_policy(&application).to_string());
@@ -292,8 +334,9 @@ fn application_ready(old: Option<&ApplicationStatus>, observation: &Observation)
 
 /// Everything between "the reconcile is due" and "write the status": every
 /// early exit is a [`Failure`], every rule is in [`policy`].
-async fn decide(application: &Application, context: &Context, asked: bool) -> Verdict {
-    match gather_and_act(application, context, asked).await {
+/// `fresh`: ask the remote for its refs now, not from a shared listing.
+async fn decide(application: &Application, context: &Context, asked: bool, fresh: bool) -> Verdict {
+    match gather_and_act(application, context, asked, fresh).await {
         Ok(verdict) => verdict,
         Err(failure) => policy::failed(failure),
     }
@@ -303,12 +346,17 @@ async fn gather_and_act(
     application: &Application,
     context: &Context,
     asked: bool,
+    fresh: bool,
 ) -> Result<Verdict, Failure> {
     if let Some(waiting) = unready_dependency(application, context).await {
         return Ok(policy::waiting_for_dependency(waiting));
     }
     let target = target(application, context).await?;
-    let resolved = resolve(&target, context).await?;
+    let max_age = match fresh {
+        true => Duration::ZERO,
+        false => application.interval().unwrap_or(Duration::from_secs(60)),
+    };
+    let resolved = resolve(&target, context, max_age).await?;
     let rendered = desired(application, context, &target, &resolved)
         .await
         .map_err(|error| render_failure(&error).at(&resolved.commit.to_string()))?;
@@ -446,7 +494,10 @@ fn drift(
 }
 
 /// The target, with git credentials from `spec.source.secretRef`.
-async fn target(application: &Application, context: &Context) -> Result<Target, Failure> {
+pub(super) async fn target(
+    application: &Application,
+    context: &Context,
+) -> Result<Target, Failure> {
     let namespace = application.namespace().unwrap_or_default();
     let credentials = match &application.spec.source.secret_ref {
         Some(secret) => {
@@ -464,8 +515,14 @@ async fn target(application: &Application, context: &Context) -> Result<Target, 
     .map_err(|e| Failure::new(Reason::SourceFailed, format!("git: {}", chain(&e))))
 }
 
-/// Resolves the Application's ref (one fetch when it moved).
-async fn resolve(target: &Target, context: &Context) -> Result<crate::source::Resolved, Failure> {
+/// Resolves the Application's ref (one fetch when it moved), from a ref
+/// listing of its repository no older than `max_age`: Applications that
+/// share a repository share one `ls-remote` per interval.
+async fn resolve(
+    target: &Target,
+    context: &Context,
+    max_age: Duration,
+) -> Result<crate::source::Resolved, Failure> {
     let SourceSpec::Git {
         repo, reference, ..
     } = &target.source
@@ -475,7 +532,7 @@ async fn resolve(target: &Target, context: &Context) -> Result<crate::source::Re
     let started = Instant::now();
     let resolved = context
         .cache
-        .resolve(repo, reference)
+        .resolve_within(repo, reference, max_age)
         .await
         .map_err(|e| Failure::new(Reason::GitFailed, format!("git: {}", chain(&e))))?;
     context

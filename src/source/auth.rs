@@ -67,6 +67,38 @@ pub enum Credentials {
     },
 }
 
+impl Credentials {
+    /// Tells credentials apart without revealing them (a sha256 prefix of
+    /// their material), for keys of shared caches.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        match self {
+            Credentials::None => hasher.update(b"none"),
+            Credentials::Basic { username, password } => {
+                hasher.update(b"basic\0");
+                hasher.update(username.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(password.expose().as_bytes());
+            }
+            Credentials::SshKey {
+                private_key,
+                passphrase,
+                ..
+            } => {
+                hasher.update(b"ssh\0");
+                hasher.update(private_key.expose().as_bytes());
+                hasher.update(b"\0");
+                hasher.update(passphrase.as_ref().map_or("", |p| p.expose()).as_bytes());
+            }
+        }
+        hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
 /// Which SSH host keys windlass trusts.
 #[derive(Debug, Clone)]
 pub enum HostKeys {

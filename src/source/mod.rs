@@ -278,6 +278,19 @@ pub struct SourceCache {
     flights: Mutex<HashMap<(String, String), Flight>>,
     /// One operation at a time per mirror, in this process.
     mirror_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The newest ref listing (`ls-remote`) per repository and credentials:
+    /// Applications on one repository share it (see [`SourceCache::resolve_within`]).
+    listings: Mutex<HashMap<String, Arc<Listing>>>,
+    /// Ref listings made (network requests), for metrics and benchmarks.
+    listings_made: std::sync::atomic::AtomicU64,
+}
+
+/// What a remote advertised, and when it was asked.
+#[derive(Debug)]
+pub struct Listing {
+    pub at: Instant,
+    pub refs: Vec<RemoteRef>,
+    pub default_branch: Option<String>,
 }
 
 impl SourceCache {
@@ -286,6 +299,8 @@ impl SourceCache {
             options,
             flights: Mutex::new(HashMap::new()),
             mirror_locks: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+            listings_made: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -293,17 +308,35 @@ impl SourceCache {
         &self.options
     }
 
-    /// Resolves `reference` to a commit and makes sure the mirror holds it.
-    /// Concurrent calls for the same repository and ref share one operation.
-    #[tracing::instrument(skip_all, fields(repo = %repo.url, reference))]
+    /// Resolves `reference` to a commit and makes sure the mirror holds it,
+    /// asking the remote for its refs now. Concurrent calls for the same
+    /// repository and ref share one operation.
     pub async fn resolve(&self, repo: &Repo, reference: &str) -> Result<Resolved, Error> {
-        let key = (repo.url.cache_key().to_string(), reference.to_string());
+        self.resolve_within(repo, reference, Duration::ZERO).await
+    }
+
+    /// [`SourceCache::resolve`], answered from a ref listing of the same
+    /// repository (and credentials) no older than `max_age` when there is
+    /// one: every Application polling one repository at interval `max_age`
+    /// then shares one `ls-remote` per interval, and one fetch per new
+    /// commit. A webhook asks with `max_age` zero.
+    #[tracing::instrument(skip_all, fields(repo = %repo.url, reference))]
+    pub async fn resolve_within(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        max_age: Duration,
+    ) -> Result<Resolved, Error> {
+        let key = (
+            format!("{}#{}", repo.url.cache_key(), max_age.as_millis()),
+            reference.to_string(),
+        );
         let flight: Flight = {
             let mut flights = self.flights.lock().expect("flights lock");
             flights.entry(key.clone()).or_default().clone()
         };
         let result = flight
-            .get_or_init(|| self.resolve_uncoalesced(repo, reference))
+            .get_or_init(|| self.resolve_uncoalesced(repo, reference, max_age))
             .await
             .clone();
         let mut flights = self.flights.lock().expect("flights lock");
@@ -313,18 +346,51 @@ impl SourceCache {
         result
     }
 
-    async fn resolve_uncoalesced(&self, repo: &Repo, reference: &str) -> Result<Resolved, Error> {
+    async fn resolve_uncoalesced(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        max_age: Duration,
+    ) -> Result<Resolved, Error> {
         let request = RefRequest::parse(reference).map_err(|e| Error::InvalidRef {
             repo: repo.url.to_string(),
             reference: reference.to_string(),
             reason: e.to_string(),
         })?;
         let context = Context::new(repo, reference);
+        let listing_key = format!(
+            "{}#{}",
+            repo.url.cache_key(),
+            repo.credentials.fingerprint()
+        );
+        let shared = self
+            .listings
+            .lock()
+            .expect("listings lock")
+            .get(&listing_key)
+            .filter(|listing| listing.at.elapsed() <= max_age)
+            .cloned();
         let reference = reference.to_string();
-        self.with_mirror(repo, &context, move |mirror, repo, deadline| {
-            resolve_in_mirror(mirror, repo, &request, &reference, deadline)
-        })
-        .await
+        let (resolved, listed) = self
+            .with_mirror(repo, &context, move |mirror, repo, deadline| {
+                resolve_in_mirror(mirror, repo, &request, &reference, shared.clone(), deadline)
+            })
+            .await?;
+        if let Some(listing) = listed {
+            self.listings_made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.listings
+                .lock()
+                .expect("listings lock")
+                .insert(listing_key, Arc::new(listing));
+        }
+        Ok(resolved)
+    }
+
+    /// How many ref listings (`ls-remote` requests) this cache has made.
+    pub fn listings_made(&self) -> u64 {
+        self.listings_made
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reads the files under `path` at a resolved commit.
@@ -472,33 +538,71 @@ impl SourceCache {
 }
 
 /// The blocking body of `resolve`.
+/// Resolves in the mirror; also returns the listing it made, if it asked
+/// the remote (`shared`: a recent listing to use instead).
 fn resolve_in_mirror(
     mirror: &Mirror,
     repo: &Repo,
     request: &RefRequest,
     reference: &str,
+    shared: Option<Arc<Listing>>,
     deadline: Instant,
-) -> Result<Resolved, Failure> {
+) -> Result<(Resolved, Option<Listing>), Failure> {
     // An immutable commit id that is already here needs no network.
     if let RefRequest::Commit(id) = request
         && let Ok(commit) = Oid::from_str(id)
         && mirror.has_commit(commit)?
     {
-        return Ok(Resolved {
+        let resolved = Resolved {
             ref_name: id.clone(),
             commit,
             fetched: None,
-        });
+        };
+        return Ok((resolved, None));
     }
-    let (advertised, default_branch) = match request {
-        RefRequest::Commit(_) => (Vec::new(), None),
-        _ => mirror.list_remote(&repo.url, &repo.credentials, deadline)?,
+    let mut listed = None;
+    let (advertised, default_branch) = match (request, shared) {
+        (RefRequest::Commit(_), _) => (Vec::new(), None),
+        (_, Some(listing)) => (listing.refs.clone(), listing.default_branch.clone()),
+        (_, None) => {
+            let at = Instant::now();
+            let (refs, default_branch) =
+                mirror.list_remote(&repo.url, &repo.credentials, deadline)?;
+            listed = Some(Listing {
+                at,
+                refs: refs.clone(),
+                default_branch: default_branch.clone(),
+            });
+            (refs, default_branch)
+        }
     };
-    let resolution =
-        refs::resolve(request, &advertised, default_branch.as_deref()).map_err(|e| match e {
-            refs::RefError::NoMatchingTag { .. } => Failure::NoMatchingTag(e.to_string()),
-            other => Failure::UnknownRef(other.to_string()),
-        })?;
+    let resolved = resolve_listed(
+        mirror,
+        repo,
+        request,
+        reference,
+        &advertised,
+        default_branch.as_deref(),
+        deadline,
+    )?;
+    Ok((resolved, listed))
+}
+
+/// Resolves against what the remote advertised, fetching when the mirror
+/// lacks the commit.
+fn resolve_listed(
+    mirror: &Mirror,
+    repo: &Repo,
+    request: &RefRequest,
+    reference: &str,
+    advertised: &[RemoteRef],
+    default_branch: Option<&str>,
+    deadline: Instant,
+) -> Result<Resolved, Failure> {
+    let resolution = refs::resolve(request, advertised, default_branch).map_err(|e| match e {
+        refs::RefError::NoMatchingTag { .. } => Failure::NoMatchingTag(e.to_string()),
+        other => Failure::UnknownRef(other.to_string()),
+    })?;
     if mirror.has_commit(resolution.commit)? {
         return Ok(Resolved {
             ref_name: resolution.ref_name,
