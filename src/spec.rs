@@ -220,7 +220,6 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-/// The annotation `windlass reconcile` sets to ask for a reconcile now.
 /// The condition types of an Application's status (kstatus conventions):
 /// `Ready` is always present; `Reconciling` and `Stalled` only while true;
 /// `Drifted` only while live objects differ from the applied revision.
@@ -258,6 +257,9 @@ pub enum Reason {
     OutOfSync,
     /// A sync window forbids automated syncs now.
     SyncWindowClosed,
+    /// The spec cannot be used as written (e.g. a sync window that cannot
+    /// be read); only the user can help.
+    InvalidSpec,
 }
 
 impl Reason {
@@ -277,6 +279,7 @@ impl Reason {
             Reason::Locked => "Locked",
             Reason::OutOfSync => "OutOfSync",
             Reason::SyncWindowClosed => "SyncWindowClosed",
+            Reason::InvalidSpec => "InvalidSpec",
         }
     }
 
@@ -296,10 +299,16 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The annotation `windlass reconcile` sets to ask for a reconcile now.
 pub const REQUESTED_AT_ANNOTATION: &str = "windlass.dev/requested-at";
 /// Set by the webhook receiver when a push moved an Application's source:
 /// its next reconcile runs at once and asks the remote for its refs.
 pub const SOURCE_CHANGED_ANNOTATION: &str = "windlass.dev/source-changed";
+
+/// Set by `windlass reconcile --ignore-windows` to the same value as
+/// [`REQUESTED_AT_ANNOTATION`]: that request (and only that one) syncs even
+/// while a sync window is closed.
+pub const IGNORE_WINDOWS_ANNOTATION: &str = "windlass.dev/ignore-windows";
 
 /// The finalizer that runs the deletion policy before an Application goes.
 pub const FINALIZER: &str = "windlass.dev/cleanup";

@@ -1384,3 +1384,261 @@ async fn a_signed_push_makes_the_change_live_at_once_for_every_provider() {
     })
     .await;
 }
+
+/// A deny window active now, as (schedule, next opening): it started in the
+/// minute before this one (yearly, in UTC) and lasts two hours.
+fn deny_window_active_now() -> (String, String) {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp, tz::TimeZone};
+    let start = (Timestamp::now() - SignedDuration::from_mins(1)).to_zoned(TimeZone::UTC);
+    let schedule = format!(
+        "{} {} {} {} *",
+        start.minute(),
+        start.hour(),
+        start.day(),
+        start.month()
+    );
+    let opening = start
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap()
+        .checked_add(SignedDuration::from_hours(2))
+        .unwrap();
+    (
+        schedule,
+        opening.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+    )
+}
+
+/// How many times an Event with `reason` was published (its series count).
+async fn times_published(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<i32> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| {
+            e.series
+                .and_then(|s| s.count)
+                .or(e.count)
+                .unwrap_or(1)
+                .max(1)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_closed_sync_window_holds_back_syncs_until_reconcile_ignores_it() {
+    with_namespace("ctl-window", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-window", &[("app/a.yaml", &configmap("a", "v1"))]);
+        let controller = RunningController::start(&ns, &[]);
+        let (schedule, next_opening) = deny_window_active_now();
+        let spec = serde_json::json!({
+            "automated": true, "prune": true, "selfHeal": true, "interval": "1s",
+            "windows": [{ "kind": "deny", "schedule": schedule, "duration": "2h" }],
+        });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+
+        // Automated, but the window is closed: nothing is applied.
+        let app = wait_for(&client, &ns, "web", "SyncWindowClosed", |a| {
+            ready(a).is_some_and(|(s, r, _)| s == "False" && r == "SyncWindowClosed")
+        })
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(
+            message.contains(&format!("next opening {next_opening}")),
+            "{message}"
+        );
+        assert!(message.contains("--ignore-windows web"), "{message}");
+        assert!(app.condition("Stalled").is_none(), "it opens by itself");
+        assert_eq!(app.status.as_ref().unwrap().last_applied_revision, None);
+        assert_eq!(value_of(&client, &ns, "a").await, None, "nothing applied");
+        let records: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let revisions = records
+            .list(&ListParams::default().labels("windlass.dev/revision"))
+            .await
+            .unwrap();
+        assert!(revisions.items.is_empty(), "no revision recorded");
+        let note = wait_for_event(&client, &ns, "web", "SyncWindowClosed").await;
+        assert!(note.contains(&next_opening), "{note}");
+        // Later reconciles with the same message send no new Event.
+        let reconciles = reconcile_count(&controller.metrics());
+        eventually("three more reconciles", LIMIT, || async {
+            let now = reconcile_count(&controller.metrics());
+            if now >= reconciles + 3 {
+                Ok(())
+            } else {
+                Err(format!("{reconciles} → {now}"))
+            }
+        })
+        .await;
+        assert_eq!(
+            times_published(&client, &ns, "web", "SyncWindowClosed").await,
+            vec![1],
+            "one Event per change of the message"
+        );
+
+        // `windlass get` shows the window.
+        let table = windlass_expect(&["get", "-n", &ns], 0);
+        assert!(table.lines().next().unwrap().contains("WINDOW"), "{table}");
+        assert!(
+            table.lines().any(
+                |l| l.starts_with("web") && l.contains(&format!("closed until {next_opening}"))
+            ),
+            "{table}"
+        );
+
+        // `windlass reconcile` respects the window ...
+        let out = windlass_expect(&["reconcile", "web", "-n", &ns, "--timeout", "60"], 1);
+        assert!(
+            out.contains("Ready=False") && out.contains("next opening"),
+            "{out}"
+        );
+        assert_eq!(
+            value_of(&client, &ns, "a").await,
+            None,
+            "still nothing applied"
+        );
+
+        // ... unless told to ignore it.
+        let out = windlass_expect(
+            &[
+                "reconcile",
+                "--ignore-windows",
+                "web",
+                "-n",
+                &ns,
+                "--timeout",
+                "60",
+            ],
+            0,
+        );
+        assert!(out.contains("Ready=True"), "{out}");
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("v1"));
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(
+            api.get("web")
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .last_applied_revision,
+            Some(1)
+        );
+
+        // Nothing to apply: Ready, though the window is still closed.
+        let reconciles = reconcile_count(&controller.metrics());
+        eventually("two more reconciles", LIMIT, || async {
+            let now = reconcile_count(&controller.metrics());
+            if now >= reconciles + 2 {
+                Ok(())
+            } else {
+                Err(format!("{reconciles} → {now}"))
+            }
+        })
+        .await;
+        let app = api.get("web").await.unwrap();
+        assert!(is_ready(&app), "{:?}", ready(&app));
+
+        // Drift with selfHeal under the closed window: reported, not healed.
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let edit = serde_json::json!({ "data": { "value": "by hand" } });
+        configmaps
+            .patch(
+                "a",
+                &PatchParams {
+                    field_manager: Some("kubectl-edit".into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&edit),
+            )
+            .await
+            .unwrap();
+        let app = wait_for(
+            &client,
+            &ns,
+            "web",
+            "drift reported under the window",
+            |a| {
+                a.condition("Drifted").is_some_and(|c| c.status == "True")
+                    && ready(a).is_some_and(|(_, r, _)| r == "SyncWindowClosed")
+            },
+        )
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(
+            message.starts_with("drift is not corrected: sync window closed"),
+            "{message}"
+        );
+        assert!(
+            app.condition("Drifted")
+                .unwrap()
+                .message
+                .contains("kubectl-edit"),
+            "{:?}",
+            app.condition("Drifted")
+        );
+        assert_eq!(
+            value_of(&client, &ns, "a").await.as_deref(),
+            Some("by hand")
+        );
+
+        // The override was for one request: a new commit waits again.
+        let second = served
+            .repo
+            .commit(&[("app/a.yaml", &configmap("a", "v2"))], "v2");
+        let app = wait_for(&client, &ns, "web", "the new commit held back", |a| {
+            a.status.as_ref().unwrap().last_attempted_commit.as_deref() == Some(second.as_str())
+                && ready(a).is_some_and(|(_, r, _)| r == "SyncWindowClosed")
+        })
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(
+            message.starts_with(&format!("commit {} is not applied", &second[..7])),
+            "{message}"
+        );
+        assert_eq!(
+            value_of(&client, &ns, "a").await.as_deref(),
+            Some("by hand")
+        );
+        assert_eq!(app.status.unwrap().last_applied_revision, Some(1));
+
+        // A window that cannot be read is an error naming it.
+        let spec = serde_json::json!({
+            "automated": true, "interval": "1s",
+            "windows": [{ "kind": "deny", "schedule": "0 18 * * 5", "duration": "62h",
+                          "timeZone": "Mars/Olympus" }],
+        });
+        create(&client, &ns, &application("bad", &served.url, "app", spec)).await;
+        let app = wait_for(&client, &ns, "bad", "InvalidSpec", |a| {
+            ready(a).is_some_and(|(_, r, _)| r == "InvalidSpec")
+        })
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(
+            message.starts_with(
+                "spec.sync.windows[0].timeZone `Mars/Olympus`: not a known IANA time zone"
+            ),
+            "{message}"
+        );
+        assert_eq!(
+            app.condition("Stalled").map(|c| c.status.as_str()),
+            Some("True")
+        );
+        let table = windlass_expect(&["get", "-n", &ns], 0);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("bad") && l.contains("invalid")),
+            "{table}"
+        );
+        release(&client, &ns).await;
+        drop(controller);
+    })
+    .await;
+}

@@ -10,8 +10,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::cluster;
+use crate::controller::windows::{NextOpening, WindowState, Windows};
 use crate::spec::condition::READY;
-use crate::spec::{Application, REQUESTED_AT_ANNOTATION};
+use crate::spec::{Application, IGNORE_WINDOWS_ANNOTATION, REQUESTED_AT_ANNOTATION};
 
 use super::{ExitStatus, GlobalArgs};
 
@@ -29,6 +30,10 @@ pub struct ReconcileArgs {
     /// How long to wait for the controller's result, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub timeout: u64,
+    /// Sync even while a sync window (`spec.sync.windows`) is closed; for
+    /// this request only.
+    #[arg(long)]
+    pub ignore_windows: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +88,7 @@ pub async fn get(
             "READY",
             "REVISION",
             "COMMIT",
+            "WINDOW",
             "MESSAGE",
             "AGE",
         ]
@@ -115,18 +121,20 @@ pub async fn get(
                 .map(short)
                 .unwrap_or("-")
                 .to_string(),
+            window_column(app, now),
             message.replace('\n', " "),
             age,
         ]);
     }
+    let columns = rows[0].len();
     let skip = usize::from(!args.all_namespaces);
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {
-        let cells: Vec<String> = (skip..7)
+        let cells: Vec<String> = (skip..columns)
             .map(|c| {
-                if c == 6 {
+                if c == columns - 1 {
                     row[c].clone()
                 } else {
                     format!("{:<width$}", row[c], width = widths[c])
@@ -136,6 +144,24 @@ pub async fn get(
         writeln!(out, "{}", cells.join("   ").trim_end())?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// The WINDOW column: whether the sync windows let the controller sync
+/// now, read from the spec with the controller's own rules.
+fn window_column(app: &Application, now: k8s_openapi::jiff::Timestamp) -> String {
+    let windows = match Windows::parse(&app.spec.sync.windows) {
+        Ok(windows) => windows,
+        Err(_) => return "invalid".to_string(),
+    };
+    match windows.state_at(now) {
+        WindowState::Open => "open".to_string(),
+        WindowState::Closed(closed) => match &closed.next_opening {
+            NextOpening::At(_) => format!("closed until {}", closed.next_opening.time()),
+            NextOpening::NotFoundBefore(_) => {
+                format!("closed, no opening before {}", closed.next_opening.time())
+            }
+        },
+    }
 }
 
 /// `45s`, `3m`, `5h`, `2d`, like kubectl.
@@ -169,8 +195,14 @@ pub async fn reconcile(
         );
     }
     let requested = k8s_openapi::jiff::Timestamp::now().to_string();
+    // The override names the request it belongs to; without it, any older
+    // one goes (null removes it).
+    let ignore_windows = args.ignore_windows.then(|| requested.clone());
     let patch = serde_json::json!({
-        "metadata": { "annotations": { REQUESTED_AT_ANNOTATION: requested } }
+        "metadata": { "annotations": {
+            REQUESTED_AT_ANNOTATION: requested,
+            IGNORE_WINDOWS_ANNOTATION: ignore_windows,
+        } }
     });
     api.patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -250,5 +282,41 @@ mod tests {
         assert_eq!(super::human_age(600), "10m");
         assert_eq!(super::human_age(3 * 3600), "3h");
         assert_eq!(super::human_age(5 * 86_400), "5d");
+    }
+
+    #[test]
+    fn the_window_column_says_open_closed_until_or_invalid() {
+        let app = |windows: serde_json::Value| -> crate::spec::Application {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "windlass.dev/v1alpha1", "kind": "Application",
+                "metadata": {"name": "web", "namespace": "a"},
+                "spec": {"source": {"repoURL": "file:///r"}, "sync": {"windows": windows}}
+            }))
+            .unwrap()
+        };
+        let saturday = "2026-12-05T12:00:00Z".parse().unwrap();
+        let weekend = serde_json::json!([{"kind": "deny", "schedule": "0 18 * * 5",
+            "duration": "62h", "timeZone": "Europe/Berlin"}]);
+        assert_eq!(
+            super::window_column(&app(weekend), saturday),
+            "closed until 2026-12-07T08:00:00+01:00"
+        );
+        let monday = "2026-12-07T12:00:00Z".parse().unwrap();
+        let weekend = serde_json::json!([{"kind": "deny", "schedule": "0 18 * * 5",
+            "duration": "62h", "timeZone": "Europe/Berlin"}]);
+        assert_eq!(super::window_column(&app(weekend), monday), "open");
+        assert_eq!(
+            super::window_column(&app(serde_json::json!([])), monday),
+            "open"
+        );
+        let never_ends = serde_json::json!([{"kind": "deny", "schedule": "* * * * *",
+            "duration": "1m"}]);
+        assert!(
+            super::window_column(&app(never_ends), monday)
+                .starts_with("closed, no opening before 2026-12-"),
+        );
+        let bad = serde_json::json!([{"kind": "deny", "schedule": "0 18 * * 5",
+            "duration": "62h", "timeZone": "Mars/Olympus"}]);
+        assert_eq!(super::window_column(&app(bad), monday), "invalid");
     }
 }

@@ -6,13 +6,22 @@
 //! ```text
 //!   Failure (any step) ──────────────► failed() ──────────┐
 //!   Facts (plan found) ─► decide() ─┬─ InSync ─► in_sync()  ├─► Verdict { observation, events,
-//!                                   ├─ ReportDrift / OutOfSync (verdicts)    reason, requeue }
+//!   (+ sync window at now)          ├─ ReportDrift / OutOfSync (verdicts)    reason, requeue }
+//!                                   ├─ WindowClosed ─► window_closed()
 //!                                   └─ Sync(operation) ─► engine ─► after_sync()
 //! ```
+//!
+//! Sync windows (`spec.sync.windows`, evaluated by `windows.rs` at the time
+//! of the reconcile) hold back every sync the controller would run, automated
+//! or asked for by `windlass reconcile`, self-heal included; only a request
+//! made with `--ignore-windows` passes. They never make an Application that
+//! has nothing to apply unready.
 
+use jiff::Timestamp;
 use kube::runtime::events::{Event, EventType};
 
 use super::status::{Applied, Observation, State};
+use super::windows::Closed;
 use crate::spec::Reason;
 use crate::sync::drift::Drift;
 use crate::sync::engine::{EngineError, Operation, SyncOutcome};
@@ -29,6 +38,9 @@ pub enum Requeue {
     Backoff,
     /// Soon: waiting for something that polling notices (a dependency).
     Soon,
+    /// At this instant (a sync window opens), or after the interval if
+    /// that comes first.
+    Until(Timestamp),
 }
 
 /// What one reconcile decided: the status, the Events, when to come back.
@@ -71,10 +83,12 @@ impl Failure {
 }
 
 /// Ready=False with the failure's reason, a `SyncFailed` Event, backoff.
+/// An invalid spec is also Stalled: only the user can help.
 pub fn failed(failure: Failure) -> Verdict {
+    let stalled = failure.reason == Reason::InvalidSpec;
     Verdict {
         observation: Observation {
-            state: Some(not_ready(failure.reason, failure.message.clone(), false)),
+            state: Some(not_ready(failure.reason, failure.message.clone(), stalled)),
             attempted_commit: failure.commit,
             ..Observation::default()
         },
@@ -97,6 +111,25 @@ pub fn waiting_for_dependency(message: String) -> Verdict {
     }
 }
 
+/// The sync windows forbid syncs now: why, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    /// ``sync window closed by deny window `0 18 * * 5` (62h, Europe/Berlin);
+    /// next opening 2026-12-07T08:00:00+01:00``
+    pub message: String,
+    /// When syncs may run again, if an opening was found.
+    pub next_opening: Option<Timestamp>,
+}
+
+impl From<&Closed> for ClosedWindow {
+    fn from(closed: &Closed) -> ClosedWindow {
+        ClosedWindow {
+            message: closed.to_string(),
+            next_opening: closed.next_opening.at(),
+        }
+    }
+}
+
 /// What the reconcile found once it had a plan.
 #[derive(Debug)]
 pub struct Facts<'a> {
@@ -105,6 +138,12 @@ pub struct Facts<'a> {
     pub commit: &'a str,
     /// `windlass reconcile` asked for this reconcile.
     pub asked: bool,
+    /// ... with `--ignore-windows` (only meaningful when `asked`).
+    pub ignore_windows: bool,
+    /// The sync windows at the time of the reconcile; `None`: open.
+    pub window: Option<ClosedWindow>,
+    /// The Ready condition's message now, if it says a window is closed.
+    pub window_reported: Option<&'a str>,
     pub automated: bool,
     pub self_heal: bool,
     pub has_changes: bool,
@@ -132,6 +171,8 @@ pub enum Decision {
     ReportDrift,
     /// A new commit is not applied, and automated sync is off.
     OutOfSync,
+    /// A sync (or self-heal) is due, and a sync window forbids it now.
+    WindowClosed(ClosedWindow),
     Sync(Operation),
 }
 
@@ -141,6 +182,12 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
     }
     let drift_only = facts.same_as_applied;
     if facts.asked || (facts.automated && (!drift_only || facts.self_heal)) {
+        let overridden = facts.asked && facts.ignore_windows;
+        if let Some(window) = &facts.window
+            && !overridden
+        {
+            return Decision::WindowClosed(window.clone());
+        }
         let operation = if drift_only {
             Operation::SelfHeal
         } else {
@@ -205,6 +252,51 @@ pub fn out_of_sync(facts: &Facts<'_>) -> Verdict {
         ..Observation::default()
     };
     done(observation, Vec::new(), Reason::OutOfSync)
+}
+
+/// A sync is due and a window forbids it: Ready=False with the window's
+/// message (not Stalled: it opens by itself), one `SyncWindowClosed` Event
+/// per change of that message, and back when the window opens. Drift that
+/// selfHeal would correct is reported (as with selfHeal off), not healed.
+pub fn window_closed(facts: &Facts<'_>, window: &ClosedWindow) -> Verdict {
+    let drift_only = facts.same_as_applied;
+    let message = if drift_only {
+        format!(
+            "drift is not corrected: {}; `windlass reconcile --ignore-windows {}` corrects it now",
+            window.message, facts.name
+        )
+    } else {
+        format!(
+            "commit {} is not applied ({}): {}; `windlass reconcile --ignore-windows {}` \
+             applies it now",
+            short(facts.commit),
+            facts.plan_summary,
+            window.message,
+            facts.name
+        )
+    };
+    let (mut observation, mut events) = if drift_only {
+        let reported = drift_reported(facts);
+        (reported.observation, reported.events)
+    } else {
+        let observation = Observation {
+            attempted_commit: Some(facts.commit.to_string()),
+            ..Observation::default()
+        };
+        (observation, Vec::new())
+    };
+    if facts.window_reported != Some(message.as_str()) {
+        events.push(normal("SyncWindowClosed", "Sync", message.clone()));
+    }
+    observation.state = Some(not_ready(Reason::SyncWindowClosed, message, false));
+    Verdict {
+        observation,
+        events,
+        reason: Reason::SyncWindowClosed,
+        requeue: window
+            .next_opening
+            .map_or(Requeue::Interval, Requeue::Until),
+    }
 }
 
 /// The status written while a sync runs.
@@ -465,6 +557,9 @@ mod tests {
             name: "web",
             commit: "0123456789abcdef",
             asked: false,
+            ignore_windows: false,
+            window: None,
+            window_reported: None,
             automated: true,
             self_heal: false,
             has_changes: true,
@@ -475,6 +570,31 @@ mod tests {
             applied: (Some(3), Some("fedcba9876543210")),
             manifest_digest: "m",
             object_count: 2,
+        }
+    }
+
+    /// A weekend deny window in Berlin, evaluated on Saturday.
+    fn closed_window() -> ClosedWindow {
+        let spec = crate::spec::SyncWindow {
+            kind: "deny".into(),
+            schedule: "0 18 * * 5".into(),
+            duration: "62h".into(),
+            time_zone: Some("Europe/Berlin".into()),
+        };
+        let saturday: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        match super::super::windows::Windows::parse(&[spec])
+            .unwrap()
+            .state_at(saturday)
+        {
+            super::super::windows::WindowState::Closed(closed) => ClosedWindow::from(&closed),
+            open => panic!("{open:?}"),
+        }
+    }
+
+    fn message(verdict: &Verdict) -> &str {
+        match &verdict.observation.state {
+            Some(State::Ready { message, .. }) | Some(State::NotReady { message, .. }) => message,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -656,5 +776,152 @@ mod tests {
         assert_eq!(verdict.observation.applied.unwrap().revision, 7);
         let reasons: Vec<&str> = verdict.events.iter().map(|e| e.reason.as_str()).collect();
         assert_eq!(reasons, vec!["HealthCheckFailed", "RolledBack"]);
+    }
+
+    #[test]
+    fn a_closed_window_holds_back_an_automated_sync_until_it_opens() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.window = Some(closed_window());
+        let Decision::WindowClosed(window) = decide(&f) else {
+            panic!("{:?}", decide(&f));
+        };
+        let verdict = window_closed(&f, &window);
+        assert_eq!(ready_reason(&verdict), Some(Reason::SyncWindowClosed));
+        assert_eq!(
+            message(&verdict),
+            "commit 0123456 is not applied (1 to create): sync window closed by deny window \
+             `0 18 * * 5` (62h, Europe/Berlin); next opening 2026-12-07T08:00:00+01:00; \
+             `windlass reconcile --ignore-windows web` applies it now"
+        );
+        assert!(matches!(
+            verdict.observation.state,
+            Some(State::NotReady { stalled: false, .. })
+        ));
+        assert!(!verdict.failed(), "no backoff");
+        assert_eq!(
+            verdict.requeue,
+            Requeue::Until("2026-12-07T07:00:00Z".parse().unwrap())
+        );
+        assert_eq!(verdict.reason.metric_result(), "skipped");
+        assert_eq!(verdict.observation.applied, None, "nothing applied");
+        assert_eq!(
+            verdict.observation.attempted_commit.as_deref(),
+            Some(f.commit)
+        );
+    }
+
+    #[test]
+    fn a_closed_window_sends_one_event_per_change_of_its_message() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.window = Some(closed_window());
+        let window = closed_window();
+        let first = window_closed(&f, &window);
+        assert_eq!(first.events.len(), 1);
+        assert_eq!(first.events[0].reason, "SyncWindowClosed");
+        assert_eq!(first.events[0].note.as_deref(), Some(message(&first)));
+        let shown = message(&first).to_string();
+        f.window_reported = Some(&shown);
+        assert!(window_closed(&f, &window).events.is_empty(), "same message");
+        f.commit = "abcdef0123456789";
+        assert_eq!(window_closed(&f, &window).events.len(), 1, "a new commit");
+    }
+
+    #[test]
+    fn a_window_without_an_opening_requeues_after_the_interval() {
+        let drift = Drift::default();
+        let f = facts(&drift);
+        let window = ClosedWindow {
+            message: "sync window closed by deny window `* * * * *` (1m, UTC); \
+                      no opening found before 2026-12-05T04:40:00+00:00"
+                .into(),
+            next_opening: None,
+        };
+        assert_eq!(window_closed(&f, &window).requeue, Requeue::Interval);
+    }
+
+    #[test]
+    fn a_closed_window_reports_drift_but_does_not_heal_it() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.same_as_applied = true;
+        f.self_heal = true;
+        f.window = Some(closed_window());
+        let Decision::WindowClosed(window) = decide(&f) else {
+            panic!("{:?}", decide(&f));
+        };
+        let verdict = window_closed(&f, &window);
+        assert_eq!(ready_reason(&verdict), Some(Reason::SyncWindowClosed));
+        assert!(
+            message(&verdict).starts_with("drift is not corrected: sync window closed"),
+            "{}",
+            message(&verdict)
+        );
+        assert!(message(&verdict).contains("next opening 2026-12-07T08:00:00+01:00"));
+        assert_eq!(
+            verdict.observation.drift,
+            Some(Some(drift.summary(OBJECTS_SHOWN)))
+        );
+        let reasons: Vec<&str> = verdict.events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, vec!["DriftDetected", "SyncWindowClosed"]);
+        // selfHeal off: the window changes nothing, drift is only reported.
+        f.self_heal = false;
+        assert_eq!(decide(&f), Decision::ReportDrift);
+    }
+
+    #[test]
+    fn windlass_reconcile_respects_a_closed_window_unless_told_to_ignore_it() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.automated = false;
+        f.window = Some(closed_window());
+        assert_eq!(decide(&f), Decision::OutOfSync, "not asked, not automated");
+        f.asked = true;
+        assert_eq!(decide(&f), Decision::WindowClosed(closed_window()));
+        f.ignore_windows = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::Sync));
+        f.same_as_applied = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::SelfHeal));
+        // The override belongs to a request: without one it means nothing.
+        f.asked = false;
+        f.automated = true;
+        f.self_heal = true;
+        assert_eq!(decide(&f), Decision::WindowClosed(closed_window()));
+    }
+
+    #[test]
+    fn nothing_to_apply_stays_ready_whatever_the_window() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.has_changes = false;
+        f.window = Some(closed_window());
+        assert_eq!(decide(&f), Decision::InSync);
+        f.asked = true;
+        assert_eq!(decide(&f), Decision::InSync);
+        let verdict = in_sync(&f, None);
+        assert!(matches!(
+            verdict.observation.state,
+            Some(State::Ready { .. })
+        ));
+        assert_eq!(verdict.requeue, Requeue::Interval);
+    }
+
+    #[test]
+    fn an_invalid_spec_is_a_stalled_failure() {
+        let verdict = failed(Failure::new(
+            Reason::InvalidSpec,
+            "spec.sync.windows[0].timeZone `Mars/Olympus`: not a known IANA time zone",
+        ));
+        assert_eq!(ready_reason(&verdict), Some(Reason::InvalidSpec));
+        assert!(matches!(
+            verdict.observation.state,
+            Some(State::NotReady { stalled: true, .. })
+        ));
+        let other = failed(Failure::new(Reason::GitFailed, "git: unreachable"));
+        assert!(matches!(
+            other.observation.state,
+            Some(State::NotReady { stalled: false, .. })
+        ));
     }
 }

@@ -4,15 +4,19 @@
 //!   Application ─► finalizer ─┬─ deleted ─► cleanup: uninstall (sync.prune) or orphan
 //!                             └─ live ────► suspended? ─► keep everything, wait for a change
 //!                                          not due yet and nothing new? ─► requeue (no work)
+//!                                          sync windows unreadable ─► InvalidSpec (Stalled)
 //!                                          dependsOn not Ready ─► DependencyNotReady, retry soon
 //!                                          resolve commit (git, credentials from secretRef)
 //!                                          render (skipped when nothing under the path changed)
 //!                                          plan ─► no changes ─► status (patched only if it differs)
 //!                                               ├► drift, selfHeal off ─► Drifted, DriftDetected
 //!                                               ├► not automated ─► OutOfSync (until `windlass reconcile`)
+//!                                               ├► sync window closed ─► SyncWindowClosed, back when it opens
+//!                                               │  (unless `windlass reconcile --ignore-windows`)
 //!                                               └► sync (engine): record, apply, prune, health,
 //!                                                  automatic rollback ─► status, events
-//!   requeue: interval (+ up to 10% jitter); after an error: 5s, 10s, 20s ... capped at interval
+//!   requeue: interval (+ up to 10% jitter); after an error: 5s, 10s, 20s ... capped at interval;
+//!            window closed: when it opens, if sooner than the interval
 //! ```
 //!
 //! A reconcile that finds nothing to do writes nothing: no object, no
@@ -32,16 +36,17 @@ use tracing::{Span, debug, info, instrument, warn};
 
 use super::Error;
 use super::metrics::{AppLabels, Metrics, ResultLabels, WriteLabels};
-use super::policy::{self, Decision, Facts, Failure, Requeue, Verdict};
+use super::policy::{self, ClosedWindow, Decision, Facts, Failure, Requeue, Verdict};
 use super::status::{self, Applied, Observation, State};
+use super::windows::{WindowState, Windows};
 use crate::cluster::chain;
 use crate::history::{History, RevisionStore};
 use crate::identity::FIELD_MANAGER;
 use crate::render::Capabilities;
 use crate::source::{Credentials, SourceCache};
 use crate::spec::{
-    Application, ApplicationStatus, FINALIZER, REQUESTED_AT_ANNOTATION, Reason,
-    SOURCE_CHANGED_ANNOTATION,
+    Application, ApplicationStatus, FINALIZER, IGNORE_WINDOWS_ANNOTATION, REQUESTED_AT_ANNOTATION,
+    Reason, SOURCE_CHANGED_ANNOTATION,
 };
 use crate::sync::drift::Drift;
 use crate::sync::engine::{
@@ -55,6 +60,8 @@ use git2::Oid;
 const DEPENDENCY_RETRY: Duration = Duration::from_secs(5);
 /// The first retry after an error; it doubles up to the interval.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// The shortest wait for a sync window to open.
+const WINDOW_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -217,6 +224,9 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         .as_ref()
         .and_then(|s| s.last_handled_reconcile_at.clone());
     let asked = requested.is_some() && requested != handled;
+    // `--ignore-windows` holds for the request it came with, not for later ones.
+    let ignore_windows =
+        asked && application.annotations().get(IGNORE_WINDOWS_ANNOTATION) == requested.as_ref();
     // A webhook said the source moved (see `wake`): resolve now, fresh.
     let pushed = application
         .annotations()
@@ -253,8 +263,15 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
     }
     // Boxed as `dyn Future + Send` here, where every lifetime is concrete:
     // rustc cannot prove the engine's futures Send for all lifetimes.
-    let decision: futures::future::BoxFuture<'_, Verdict> =
-        Box::pin(decide(&application, &context, asked, asked || woken));
+    let decision: futures::future::BoxFuture<'_, Verdict> = Box::pin(decide(
+        &application,
+        &context,
+        Request {
+            asked,
+            ignore_windows,
+            fresh: asked || woken,
+        },
+    ));
     let mut verdict = decision.await;
     verdict.observation.generation = generation;
     verdict.observation.deletion_policy = Some(deletion_policy(&application).to_string());
@@ -305,6 +322,7 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         Requeue::Backoff => backoff(failures, interval),
         Requeue::Interval => jitter(interval),
         Requeue::Soon => DEPENDENCY_RETRY.min(interval),
+        Requeue::Until(at) => until(at, jiff::Timestamp::now(), interval),
     };
     context.remember(&key, |memory| {
         memory.seen = seen;
@@ -332,11 +350,22 @@ fn application_ready(old: Option<&ApplicationStatus>, observation: &Observation)
     }
 }
 
+/// What `windlass reconcile` asked for, if it asked.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    /// A `requested-at` not handled yet.
+    asked: bool,
+    /// ... made with `--ignore-windows`.
+    ignore_windows: bool,
+    /// Ask the remote for its refs now, not from a shared listing (a
+    /// webhook push, or `windlass reconcile`).
+    fresh: bool,
+}
+
 /// Everything between "the reconcile is due" and "write the status": every
 /// early exit is a [`Failure`], every rule is in [`policy`].
-/// `fresh`: ask the remote for its refs now, not from a shared listing.
-async fn decide(application: &Application, context: &Context, asked: bool, fresh: bool) -> Verdict {
-    match gather_and_act(application, context, asked, fresh).await {
+async fn decide(application: &Application, context: &Context, request: Request) -> Verdict {
+    match gather_and_act(application, context, request).await {
         Ok(verdict) => verdict,
         Err(failure) => policy::failed(failure),
     }
@@ -345,14 +374,15 @@ async fn decide(application: &Application, context: &Context, asked: bool, fresh
 async fn gather_and_act(
     application: &Application,
     context: &Context,
-    asked: bool,
-    fresh: bool,
+    request: Request,
 ) -> Result<Verdict, Failure> {
+    let windows = Windows::parse(&application.spec.sync.windows)
+        .map_err(|e| Failure::new(Reason::InvalidSpec, e.to_string()))?;
     if let Some(waiting) = unready_dependency(application, context).await {
         return Ok(policy::waiting_for_dependency(waiting));
     }
     let target = target(application, context).await?;
-    let max_age = match fresh {
+    let max_age = match request.fresh {
         true => Duration::ZERO,
         false => application.interval().unwrap_or(Duration::from_secs(60)),
     };
@@ -384,10 +414,22 @@ async fn gather_and_act(
         .condition(status::DRIFTED)
         .map(|c| c.message.as_str());
     let name = application.name_any();
+    // Evaluated once the plan is known, as close as possible to the sync.
+    let window = match windows.state_at(jiff::Timestamp::now()) {
+        WindowState::Open => None,
+        WindowState::Closed(closed) => Some(ClosedWindow::from(&closed)),
+    };
+    let window_reported = application
+        .condition(status::READY)
+        .filter(|c| c.reason == Reason::SyncWindowClosed.as_str())
+        .map(|c| c.message.as_str());
     let facts = Facts {
         name: &name,
         commit: &commit,
-        asked,
+        asked: request.asked,
+        ignore_windows: request.ignore_windows,
+        window,
+        window_reported,
         automated: application.spec.sync.automated,
         self_heal: application.spec.sync.self_heal,
         has_changes: planned.plan.has_changes(),
@@ -413,6 +455,7 @@ async fn gather_and_act(
         }
         Decision::ReportDrift => policy::drift_reported(&facts),
         Decision::OutOfSync => policy::out_of_sync(&facts),
+        Decision::WindowClosed(window) => policy::window_closed(&facts, &window),
         Decision::Sync(operation) => {
             let sync = Sync {
                 application,
@@ -818,6 +861,14 @@ fn jitter(interval: Duration) -> Duration {
     interval + interval.mul_f64(fraction)
 }
 
+/// Until a sync window opens at `at`: never less than a second (a timer
+/// that fires early finds the window still closed and asks again), never
+/// more than the interval.
+fn until(at: jiff::Timestamp, now: jiff::Timestamp, interval: Duration) -> Duration {
+    let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+    wait.max(WINDOW_RETRY_MIN).min(jitter(interval))
+}
+
 /// 5s, 10s, 20s ... after consecutive errors, never more than the interval.
 fn backoff(failures: u32, interval: Duration) -> Duration {
     let exponent = failures.saturating_sub(1).min(16);
@@ -836,6 +887,23 @@ mod tests {
         let steps: Vec<u64> = (1..=6).map(|n| backoff(n, interval).as_secs()).collect();
         assert_eq!(steps, vec![5, 10, 20, 40, 60, 60]);
         assert_eq!(backoff(1, Duration::from_secs(2)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_closed_window_is_waited_for_until_it_opens_or_the_interval() {
+        let now: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let hour = Duration::from_secs(3600);
+        let opens = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            until(opens("2026-12-05T12:00:30Z"), now, hour),
+            Duration::from_secs(30)
+        );
+        let long = until(opens("2026-12-07T07:00:00Z"), now, hour);
+        assert!(long >= hour && long < Duration::from_secs(3960), "{long:?}");
+        assert_eq!(
+            until(opens("2026-12-05T11:00:00Z"), now, hour),
+            WINDOW_RETRY_MIN
+        );
     }
 
     #[test]

@@ -184,6 +184,14 @@ impl NextOpening {
             NextOpening::NotFoundBefore(_) => None,
         }
     }
+
+    /// The opening, or the bound of the search, as RFC 3339 in the window's
+    /// time zone: `2026-12-07T08:00:00+01:00`.
+    pub fn time(&self) -> String {
+        match self {
+            NextOpening::At(zoned) | NextOpening::NotFoundBefore(zoned) => rfc3339(zoned),
+        }
+    }
 }
 
 impl fmt::Display for NextOpening {
