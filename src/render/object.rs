@@ -144,7 +144,8 @@ pub fn mask_secret_values(object: &RenderedObject) -> Value {
 /// object): the one place Secret values are masked for output.
 pub fn mask_secret_manifest(manifest: &Value) -> Value {
     let mut value = manifest.clone();
-    let is_secret = manifest["kind"] == "Secret" && manifest["apiVersion"] == "v1";
+    // Any kind named Secret: masking one too many is safe, one too few is not.
+    let is_secret = manifest["kind"] == "Secret";
     if is_secret && let Value::Object(map) = &mut value {
         for field in ["data", "stringData"] {
             match map.get_mut(field) {
