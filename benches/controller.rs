@@ -11,8 +11,11 @@
 //!        │
 //!        ├─ cold start: first create → all 200 Ready=True
 //!        │    vs the floor: a bare loop of the same 2,000 server-side apply PATCHes
-//!        └─ steady state, 5 intervals (150 s): API writes (from /metrics, target 0),
-//!             CPU seconds (/proc/PID/stat), peak RSS (VmHWM, target < 100 MiB)
+//!        ├─ steady state, 5 intervals (150 s): API writes (from /metrics, target 0),
+//!        │    CPU seconds (/proc/PID/stat), peak RSS (VmHWM, target < 100 MiB),
+//!        │    git upload-packs (one ref listing per interval is shared by all 200)
+//!        └─ teardown: delete the 200 Applications → every Application and object gone
+//!             vs the floor: a bare loop of the same 2,000 DELETEs (Flux: 19 s here)
 //! ```
 //!
 //! The Services are headless: the local control plane's Service CIDR is a
@@ -116,6 +119,8 @@ struct Round {
     steady_load: String,
     steady_reconcile: Timing,
     steady_git: Timing,
+    teardown: Duration,
+    teardown_floor: Duration,
 }
 
 async fn run(repo: &ServedRepo, concurrencies: &[u16]) {
@@ -158,6 +163,20 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
         );
         floors.push((in_flight, took));
     }
+    // The teardown's floor: the same 2,000 objects deleted by a bare loop.
+    let started = Instant::now();
+    delete_all(
+        client,
+        &desired_objects(&floor_namespaces[0]),
+        SYNC_CONCURRENCY,
+    )
+    .await;
+    let teardown_floor = started.elapsed();
+    println!(
+        "  teardown floor: {} DELETEs at {SYNC_CONCURRENCY} in flight: {:.2} s",
+        APPS * OBJECTS_PER_APP,
+        teardown_floor.as_secs_f64()
+    );
     // The floor's objects go before the controller starts, so that the
     // namespace controller's deletions do not compete with it.
     for namespace in &floor_namespaces {
@@ -233,6 +252,22 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
         window.as_secs_f64(),
         mib(steady_peak_kib)
     );
+
+    // Teardown: every Application deleted at once; the controller prunes.
+    let started = Instant::now();
+    let applications: Api<Application> = Api::namespaced(client.clone(), &namespace);
+    applications
+        .delete_collection(&DeleteParams::background(), &ListParams::default())
+        .await
+        .expect("deleting the Applications");
+    wait_all_gone(client, &namespace).await;
+    let teardown_took = started.elapsed();
+    println!(
+        "  teardown: {APPS} Applications and {} objects gone after {:.2} s; load average {}",
+        APPS * OBJECTS_PER_APP,
+        teardown_took.as_secs_f64(),
+        load_average()
+    );
     drop(teardown);
 
     Round {
@@ -259,6 +294,8 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
         steady_load,
         steady_reconcile,
         steady_git,
+        teardown: teardown_took,
+        teardown_floor,
     }
 }
 
@@ -371,7 +408,78 @@ fn report(rounds: &[Round]) {
             round.steady_load.clone(),
             String::new(),
         );
+        row(
+            "teardown: delete all, until every object is gone",
+            format!("{:.1} s", round.teardown.as_secs_f64()),
+            format!(
+                "{:.2}× the floor ({:.1} s bare DELETEs); Flux: 19 s on this machine",
+                round.teardown.as_secs_f64() / round.teardown_floor.as_secs_f64(),
+                round.teardown_floor.as_secs_f64()
+            ),
+        );
         println!();
+    }
+}
+
+/// The same objects deleted by a plain client, `in_flight` at a time.
+async fn delete_all(client: &kube::Client, objects: &[(ObjectId, Value)], in_flight: usize) {
+    stream::iter(objects.iter().map(|(id, _)| async move {
+        let resource =
+            ApiResource::from_gvk(&GroupVersionKind::gvk(&id.group, &id.version, &id.kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), id.namespace.as_deref().unwrap(), &resource);
+        api.delete(&id.name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("floor: deleting {}/{}: {e}", id.kind, id.name));
+    }))
+    .buffer_unordered(in_flight)
+    .collect::<Vec<()>>()
+    .await;
+}
+
+/// Waits until no Application and no object of theirs is left.
+async fn wait_all_gone(client: &kube::Client, namespace: &str) {
+    let applications: Api<Application> = Api::namespaced(client.clone(), namespace);
+    let selector = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    loop {
+        let left = applications
+            .list_metadata(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(1)
+            + configmaps
+                .list_metadata(&selector)
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(1)
+            + services
+                .list_metadata(&selector)
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(1)
+            + accounts
+                .list_metadata(&selector)
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(1)
+            + roles
+                .list_metadata(&selector)
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(1);
+        if left == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < COLD_LIMIT,
+            "teardown: {left} left after {COLD_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
