@@ -20,12 +20,14 @@
 //! `Chart.yaml`, or a `.tgz`): windlass never fetches charts.
 //!
 //! [`detect`] is pure (file list and `Chart.yaml` text in);
-//! [`detect_tree`] reads what it needs through the [`FileTree`].
+//! [`detect_tree`] and [`detect_in`] read what it needs through the
+//! [`FileTree`]. [`super::render`] calls [`detect_in`] with the files
+//! `.windlassignore` keeps.
 
 use serde_json::Value;
 
 use super::Limits;
-use super::files::FileTree;
+use super::files::{FileTree, FileTreeError};
 use super::tool::ExternalError;
 use super::yaml;
 
@@ -137,17 +139,38 @@ pub fn detect(
 
 /// [`detect`] on a tree, reading through it.
 pub fn detect_tree(tree: &dyn FileTree, limits: &Limits) -> Result<Engine, ExternalError> {
+    let files = tree.files().map_err(|error| ExternalError::Files {
+        tree: tree.describe(),
+        error,
+    })?;
+    detect_in(tree, &files, limits)
+}
+
+/// [`detect`] on `files` of a tree (those a render keeps: `.windlassignore`
+/// applied), reading through the tree within the per-file limit.
+pub fn detect_in(
+    tree: &dyn FileTree,
+    files: &[String],
+    limits: &Limits,
+) -> Result<Engine, ExternalError> {
     let files_error = |error| ExternalError::Files {
         tree: tree.describe(),
         error,
     };
-    let files = tree.files().map_err(files_error)?;
     let mut read = |path: &str| -> Result<String, ExternalError> {
         let bytes = tree.read(path).map_err(files_error)?;
+        let size = bytes.len() as u64;
+        if size > limits.max_file_bytes {
+            return Err(files_error(FileTreeError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: limits.max_file_bytes,
+            }));
+        }
         // Binary templates cannot hold Go templates; treat them as empty.
         Ok(String::from_utf8(bytes).unwrap_or_default())
     };
-    detect(&files, &mut read, limits).map_err(|error| match error {
+    detect(files, &mut read, limits).map_err(|error| match error {
         ExternalError::Unsupported { reason, .. } => ExternalError::Unsupported {
             tree: tree.describe(),
             reason,
