@@ -626,10 +626,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         .iter()
         .filter(|path| path.as_str() != IGNORE_FILE && !rules.is_ignored(path))
         .collect();
-    let engine = {
-        let kept: Vec<String> = kept.iter().map(|path| path.to_string()).collect();
-        detect::detect_in(tree, &kept, &input.limits)?
-    };
+    let engine = detect::detect_in(tree, &kept, &input.limits)?;
 
     let mut documents = Documents {
         limits: input.limits,
