@@ -418,8 +418,8 @@ pub enum Error {
     },
 
     #[error(
-        "{tree} has no Chart.yaml, so it holds plain manifests, which are not templated and \
-         take no {what}"
+        "{tree} has no Chart.yaml and no kustomization.yaml, so it holds plain manifests, which \
+         are not templated and take no {what}"
     )]
     NotAChart { tree: String, what: &'static str },
 

@@ -355,8 +355,8 @@ fn values_and_environments_need_a_chart() {
     let message = render(&input).unwrap_err().to_string();
     assert_eq!(
         message,
-        "plain has no Chart.yaml, so it holds plain manifests, which are not templated and take \
-         no environment"
+        "plain has no Chart.yaml and no kustomization.yaml, so it holds plain manifests, which \
+         are not templated and take no environment"
     );
     let mut input = RenderInput::new(&tree, "apps");
     input.set.extend(SetValue::parse("a=1").unwrap());
