@@ -4,7 +4,9 @@
 //!
 //! Each render is compared with the binary's own output, run directly on
 //! the fixture and parsed by an independent YAML reader (serde-saphyr), as
-//! JSON values: windlass must hand on exactly what the tool rendered.
+//! JSON values: windlass must hand on exactly what the tool rendered. The
+//! last tests go through `render::render`: detection picks the engine, and
+//! the tool's output meets the checks plain manifests meet.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +18,8 @@ use windlass::render::helm::{SkippedHook, hooks_message, render_helm};
 use windlass::render::kustomize::{render_kustomize, render_kustomize_in};
 use windlass::render::tool::{ExternalError, ExternalTools, ToolDocument, ToolPaths};
 use windlass::render::{
-    Capabilities, FileTree, Limits, LocalDirectory, MemoryTree, RenderInput, SetValue, ValuesLayer,
+    Capabilities, Error, FileTree, Limits, LocalDirectory, MemoryTree, RenderInput, Rendered,
+    SetValue, ValuesLayer, digest, manifest_digest, render,
 };
 
 fn repo() -> &'static Path {
@@ -647,5 +650,155 @@ fn detection_on_the_fixtures_and_examples() {
         error.to_string(),
         "chart `web` depends on `redis`, which is not vendored in charts/; run `helm \
          dependency build` and commit charts/"
+    );
+}
+
+// --- through render::render: detection, then the checks every engine meets --------
+
+fn render_with(tree: &dyn FileTree, namespace: &str) -> Result<Rendered, Error> {
+    let tools = tools();
+    let mut input = RenderInput::new(tree, namespace);
+    input.tools = Some(&tools);
+    render(&input)
+}
+
+#[test]
+fn render_runs_kustomize_and_checks_its_output_like_plain_manifests() {
+    let kustomize = tool_paths().kustomize.clone().unwrap();
+    let base = fixture("kustomize/base");
+    let tree = LocalDirectory::new(&base).unwrap();
+    let rendered = render_with(&tree, "shop").unwrap();
+    // kustomize sets no namespace here: windlass fills in the destination,
+    // and digests each object as it is then.
+    let mut expected = direct(&kustomize, &["build", base.to_str().unwrap()]).1;
+    for object in &mut expected {
+        object["metadata"]["namespace"] = json!("shop");
+    }
+    let objects: Vec<Value> = rendered.objects.iter().map(|o| o.object.clone()).collect();
+    assert_eq!(objects, expected);
+    for object in &rendered.objects {
+        assert_eq!(object.digest, digest(&object.object), "{}", object.id);
+    }
+    assert_eq!(rendered.manifest_digest, manifest_digest(&rendered.objects));
+    assert_eq!(
+        rendered.objects[0].source.to_string(),
+        "`kustomize build .` document 1"
+    );
+    assert!(rendered.chart.is_none() && rendered.skipped_hooks.is_empty());
+
+    // Scope checks: a namespace on a cluster-scoped kind is refused.
+    let tree = MemoryTree::new("repo")
+        .with("kustomization.yaml", "resources: [role.yaml, cm.yaml]\n")
+        .with(
+            "role.yaml",
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  \
+             name: reader\n  namespace: team-a\nrules: []\n",
+        )
+        .with("cm.yaml", configmap("a"));
+    let error = render_with(&tree, "shop").unwrap_err();
+    assert!(
+        matches!(error, Error::NamespaceOnClusterScoped { .. })
+            && error.to_string().starts_with(
+                "`kustomize build .` document 1: ClusterRole is cluster-scoped but has \
+                 metadata.namespace `team-a`"
+            ),
+        "{error}"
+    );
+
+    // Nothing to deploy: an error unless allowed.
+    let tree = MemoryTree::new("repo").with("kustomization.yaml", "resources: []\n");
+    let error = render_with(&tree, "shop").unwrap_err();
+    assert!(
+        matches!(error, Error::Empty { .. })
+            && error
+                .to_string()
+                .contains("(Kustomize: `kustomize build` output no objects)"),
+        "{error}"
+    );
+    let tools = tools();
+    let mut input = RenderInput::new(&tree, "shop");
+    input.tools = Some(&tools);
+    input.allow_empty = true;
+    assert!(render(&input).unwrap().objects.is_empty());
+}
+
+#[test]
+fn render_runs_helm_and_checks_its_output_like_plain_manifests() {
+    let tree = LocalDirectory::new(fixture("helm/web")).unwrap();
+    let tools = tools();
+    let mut input = web_input(&tree);
+    input.tools = Some(&tools);
+    let rendered = render(&input).unwrap();
+    let (_, mut expected) = helm_direct(&[]);
+    for object in &mut expected {
+        if object["kind"] != "CustomResourceDefinition" {
+            object["metadata"]["namespace"] = json!("shop");
+        }
+    }
+    let objects: Vec<Value> = rendered.objects.iter().map(|o| o.object.clone()).collect();
+    assert_eq!(objects, expected);
+    assert_eq!(rendered.release_name.as_deref(), Some("shop"));
+    assert!(
+        rendered.chart.is_none(),
+        "a Helm chart is not a windlass chart"
+    );
+    let hooks: Vec<&str> = rendered
+        .skipped_hooks
+        .iter()
+        .map(|h| h.object.as_str())
+        .collect();
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    assert!(hooks.contains(&"Job/shop-web-migrate"), "{hooks:?}");
+
+    // Duplicates across templates, named by both; a List is expanded.
+    let chart = MemoryTree::new("chart")
+        .with("Chart.yaml", "apiVersion: v2\nname: api\nversion: 1.0.0\n")
+        .with("templates/a.yaml", configmap("{{ .Release.Name }}"))
+        .with(
+            "templates/b.yaml",
+            format!(
+                "apiVersion: v1\nkind: List\nitems:\n  - {}",
+                serde_json::to_string(
+                    &serde_saphyr::from_str::<Value>(&configmap("other")).unwrap()
+                )
+                .unwrap()
+            ),
+        )
+        .with("templates/c.yaml", configmap("api"));
+    let error = render_with(&chart, "shop").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "ConfigMap api -n shop is defined twice: in template `api/templates/a.yaml` document 1 \
+         and in template `api/templates/c.yaml` document 1"
+    );
+    let chart = chart.with("templates/c.yaml", "");
+    let rendered = render_with(&chart, "shop").unwrap();
+    let sources: Vec<String> = rendered
+        .objects
+        .iter()
+        .map(|o| format!("{} from {}", o.id, o.source))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            "ConfigMap api -n shop from template `api/templates/a.yaml` document 1",
+            "ConfigMap other -n shop from template `api/templates/b.yaml` document 1 item 1",
+        ]
+    );
+
+    // Only hooks: nothing to deploy, and the message says why.
+    let hooks_only = MemoryTree::new("chart")
+        .with("Chart.yaml", "apiVersion: v2\nname: api\nversion: 1.0.0\n")
+        .with(
+            "templates/job.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    \
+             helm.sh/hook: pre-install\nspec: {}\n",
+        );
+    let error = render_with(&hooks_only, "shop").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`helm template` output only hooks, which windlass does not run"),
+        "{error}"
     );
 }

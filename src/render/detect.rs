@@ -20,12 +20,14 @@
 //! `Chart.yaml`, or a `.tgz`): windlass never fetches charts.
 //!
 //! [`detect`] is pure (file list and `Chart.yaml` text in);
-//! [`detect_tree`] reads what it needs through the [`FileTree`].
+//! [`detect_tree`] and [`detect_in`] read what it needs through the
+//! [`FileTree`]. [`super::render`] calls [`detect_in`] with the files
+//! `.windlassignore` keeps.
 
 use serde_json::Value;
 
 use super::Limits;
-use super::files::FileTree;
+use super::files::{FileTree, FileTreeError};
 use super::tool::ExternalError;
 use super::yaml;
 
@@ -64,18 +66,19 @@ struct ChartFacts {
 /// relative to the root) and the text of the files it asks for:
 /// `read(path)` is called for `Chart.yaml`, `requirements.yaml` and, for an
 /// apiVersion v1 chart, its templates.
-pub fn detect(
-    files: &[String],
+pub fn detect<S: AsRef<str>>(
+    files: &[S],
     read: &mut dyn FnMut(&str) -> Result<String, ExternalError>,
     limits: &Limits,
 ) -> Result<Engine, ExternalError> {
-    let has = |path: &str| files.iter().any(|f| f == path);
-    let is_overlay = |path: &String| {
+    let files = || files.iter().map(|f| f.as_ref());
+    let has = |path: &str| files().any(|f| f == path);
+    let is_overlay = |path: &str| {
         path.strip_prefix("overlays/")
             .and_then(|rest| rest.split_once('/'))
             .is_some_and(|(_, name)| KUSTOMIZATION_FILES.contains(&name))
     };
-    if KUSTOMIZATION_FILES.iter().any(|name| has(name)) || files.iter().any(is_overlay) {
+    if KUSTOMIZATION_FILES.iter().any(|name| has(name)) || files().any(is_overlay) {
         return Ok(Engine::Kustomize);
     }
 
@@ -88,7 +91,7 @@ pub fn detect(
             Some("v2") => true,
             Some("v1") => {
                 let mut go = false;
-                for template in files.iter().filter(|f| f.starts_with("templates/")) {
+                for template in files().filter(|f| f.starts_with("templates/")) {
                     if has_go_template(&read(template)?) {
                         go = true;
                         break;
@@ -116,14 +119,11 @@ pub fn detect(
                 "requirements.yaml",
             )?);
         }
-        check_vendored(&chart.name, &dependencies, files)?;
+        check_vendored(&chart.name, &dependencies, files())?;
         return Ok(Engine::Helm);
     }
 
-    if let Some(jsonnet) = files
-        .iter()
-        .find(|f| f.ends_with(".jsonnet") || f.ends_with(".libsonnet"))
-    {
+    if let Some(jsonnet) = files().find(|f| f.ends_with(".jsonnet") || f.ends_with(".libsonnet")) {
         return Err(ExternalError::Unsupported {
             tree: String::new(),
             reason: format!(
@@ -137,17 +137,38 @@ pub fn detect(
 
 /// [`detect`] on a tree, reading through it.
 pub fn detect_tree(tree: &dyn FileTree, limits: &Limits) -> Result<Engine, ExternalError> {
+    let files = tree.files().map_err(|error| ExternalError::Files {
+        tree: tree.describe(),
+        error,
+    })?;
+    detect_in(tree, &files, limits)
+}
+
+/// [`detect`] on `files` of a tree (those a render keeps: `.windlassignore`
+/// applied), reading through the tree within the per-file limit.
+pub fn detect_in<S: AsRef<str>>(
+    tree: &dyn FileTree,
+    files: &[S],
+    limits: &Limits,
+) -> Result<Engine, ExternalError> {
     let files_error = |error| ExternalError::Files {
         tree: tree.describe(),
         error,
     };
-    let files = tree.files().map_err(files_error)?;
     let mut read = |path: &str| -> Result<String, ExternalError> {
         let bytes = tree.read(path).map_err(files_error)?;
+        let size = bytes.len() as u64;
+        if size > limits.max_file_bytes {
+            return Err(files_error(FileTreeError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: limits.max_file_bytes,
+            }));
+        }
         // Binary templates cannot hold Go templates; treat them as empty.
         Ok(String::from_utf8(bytes).unwrap_or_default())
     };
-    detect(&files, &mut read, limits).map_err(|error| match error {
+    detect(files, &mut read, limits).map_err(|error| match error {
         ExternalError::Unsupported { reason, .. } => ExternalError::Unsupported {
             tree: tree.describe(),
             reason,
@@ -241,15 +262,16 @@ fn dependency_names(
 fn check_vendored(
     chart: &str,
     dependencies: &[String],
-    files: &[String],
+    files: impl Iterator<Item = impl AsRef<str>> + Clone,
 ) -> Result<(), ExternalError> {
     let missing: Vec<String> = dependencies
         .iter()
         .filter(|name| {
             let directory = format!("charts/{name}/Chart.yaml");
             let archive = format!("charts/{name}-");
-            !files.iter().any(|f| {
-                *f == directory
+            !files.clone().any(|f| {
+                let f = f.as_ref();
+                f == directory
                     || (f.starts_with(&archive) && f.ends_with(".tgz") && !f[7..].contains('/'))
             })
         })

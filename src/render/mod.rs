@@ -1,17 +1,22 @@
-//! Rendering: a directory of manifests or a chart, an environment and
-//! values in; an ordered, checked set of Kubernetes objects with digests out.
+//! Rendering: a directory of manifests, a chart or a kustomization, an
+//! environment and values in; an ordered, checked set of Kubernetes objects
+//! with digests out.
 //!
 //! ```text
-//!   RenderInput { tree: &dyn FileTree, environment, values, --set, namespace, git, scopes, limits }
-//!        │
-//!        ├─ no Chart.yaml: plain manifests ─ every .yaml/.yml/.json, path order ─┐
-//!        └─ Chart.yaml: chart ─ values layered ─ handlebars templates ───────────┤
-//!                                                                                 ▼
+//!   RenderInput { tree: &dyn FileTree, environment, values, --set, namespace, git, scopes,
+//!                 limits, tools, allow_empty }
+//!        │ detect: one rule (see [`detect`])
+//!        ├─ plain manifests: every .yaml/.yml/.json, path order ────────────┐
+//!        ├─ windlass chart: values layered, handlebars templates ───────────┤
+//!        ├─ Kustomize: `kustomize build` (overlays/<environment>) ──────────┤
+//!        ├─ Helm: `helm template` (values/<environment>.yaml), no hooks ────┤
+//!        └─ Jsonnet: an error naming it                                      ▼
 //!                                     YAML documents (YAML 1.2, traps refused, limits)
-//!                                                                                 │
-//!          apiVersion/kind/metadata.name checked, `List`s expanded, scope decided, │
-//!          namespace defaulted, duplicates refused, sha256 of canonical JSON       ▼
-//!                                  Rendered { objects: [RenderedObject], manifest_digest }
+//!                                                                            │
+//!     apiVersion/kind/metadata.name checked, `List`s expanded, scope decided, │
+//!     namespace defaulted, duplicates refused, sha256 of canonical JSON;      │
+//!     no objects at all: an error unless `allow_empty`                        ▼
+//!                   Rendered { objects: [RenderedObject], manifest_digest, skipped_hooks }
 //! ```
 //!
 //! - Files are only ever read through [`FileTree`]: a local directory now, a
@@ -29,13 +34,19 @@
 //!   output bytes. No time, no randomness, no hash-map order.
 //! - Errors name the file or template, the document, the line and column,
 //!   and never quote document content (a Secret's value could be there).
+//! - Kustomize and Helm run as external binaries ([`tool`]); their output
+//!   is parsed by windlass's own YAML loader, so it meets exactly the rules
+//!   plain manifests meet. A tool that fails ends the render with its own
+//!   message ([`Error::External`]).
 //!
 //! Where each rule lives: [`files`] (what is read), [`manifests`] (which
 //! files are manifests, `.windlassignore`), [`chart`] (charts, templates,
 //! partials), [`values`] (layering, `--set`), [`helpers`] (template
 //! helpers), [`yaml`] (parsing and the YAML 1.1 traps), [`scope`]
-//! (cluster-scoped kinds, namespace defaulting) and [`object`] (identity,
-//! digests, masking).
+//! (cluster-scoped kinds, namespace defaulting), [`object`] (identity,
+//! digests, masking), [`detect`] (which engine), [`kustomize`] and
+//! [`helm`] (the external engines) and [`tool`] (finding and running
+//! them).
 
 pub mod chart;
 pub mod files;
@@ -45,12 +56,13 @@ pub mod object;
 pub mod scope;
 pub mod values;
 pub mod yaml;
-// External renderers (issue 18): detection, Kustomize, Helm, running tools.
+// External renderers: detection, Kustomize, Helm, running tools.
 pub mod detect;
 pub mod helm;
 pub mod kustomize;
 pub mod tool;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -67,8 +79,13 @@ pub use scope::{BUILTIN_CLUSTER_SCOPED, ScopeLookup};
 pub use values::{PathStep, SetError, SetValue};
 pub use yaml::{ScalarRole, YamlError, YamlErrorKind, YamlErrors, to_yaml};
 
+pub use detect::Engine;
+pub use helm::SkippedHook;
+pub use tool::{ExternalError, ExternalTools, ToolPaths};
+
 use manifests::{IGNORE_FILE, IgnoreRules};
 use scope::Scopes;
+use tool::ToolDocument;
 use yaml::YamlLimits;
 
 /// The most errors one render reports; past it, a count of the rest.
@@ -201,6 +218,13 @@ pub struct RenderInput<'a> {
     /// Which kinds are namespaced, when the caller knows (discovery).
     pub scopes: Option<&'a dyn ScopeLookup>,
     pub limits: Limits,
+    /// kustomize and helm, for trees detected as Kustomize or Helm. `None`:
+    /// found in this process's environment ([`ToolPaths::resolve`]) with
+    /// default limits, when a tree needs one.
+    pub tools: Option<&'a ExternalTools>,
+    /// Whether a render with no objects is a result. `false`: it is an
+    /// error ([`Error::Empty`]): far more often a wrong path than an intent.
+    pub allow_empty: bool,
 }
 
 impl<'a> RenderInput<'a> {
@@ -217,6 +241,8 @@ impl<'a> RenderInput<'a> {
             capabilities: None,
             scopes: None,
             limits: Limits::default(),
+            tools: None,
+            allow_empty: false,
         }
     }
 }
@@ -233,6 +259,8 @@ impl fmt::Debug for RenderInput<'_> {
             .field("set", &self.set)
             .field("git", &self.git)
             .field("limits", &self.limits)
+            .field("tools", &self.tools)
+            .field("allow_empty", &self.allow_empty)
             .finish_non_exhaustive()
     }
 }
@@ -244,12 +272,15 @@ pub struct Rendered {
     pub objects: Vec<RenderedObject>,
     /// sha256 over the sorted identities and digests of all objects.
     pub manifest_digest: String,
-    /// `Some` when the tree is a chart.
+    /// `Some` when the tree is a windlass chart.
     pub chart: Option<ChartMetadata>,
-    /// The release name (for a chart: the given name or the chart's).
+    /// The release name (for a chart, windlass's or Helm's: the given name
+    /// or the chart's).
     pub release_name: Option<String>,
     pub namespace: String,
     pub environment: Option<String>,
+    /// Helm hooks left out, for one line of output ([`helm::hooks_message`]).
+    pub skipped_hooks: Vec<SkippedHook>,
 }
 
 /// Why a render produced nothing.
@@ -387,8 +418,8 @@ pub enum Error {
     },
 
     #[error(
-        "{tree} has no Chart.yaml, so it holds plain manifests, which are not templated and \
-         take no {what}"
+        "{tree} has no Chart.yaml and no kustomization.yaml, so it holds plain manifests, which \
+         are not templated and take no {what}"
     )]
     NotAChart { tree: String, what: &'static str },
 
@@ -397,6 +428,16 @@ pub enum Error {
 
     #[error(transparent)]
     Set(#[from] SetError),
+
+    /// Kustomize or Helm: the tool's own failure, or the tree not fit for it.
+    #[error(transparent)]
+    External(#[from] ExternalError),
+
+    #[error(
+        "the render produced no objects: check the path `{tree}` ({why}); pass --allow-empty \
+         if nothing is meant to be deployed"
+    )]
+    Empty { tree: String, why: &'static str },
 
     /// Several of the above, in the order found (path order, then
     /// document order; duplicate identities last), never nested. `more`
@@ -561,7 +602,10 @@ impl Source<'_> {
     }
 }
 
-/// Renders a tree: plain manifests, or a chart when it has `Chart.yaml`.
+/// Renders a tree with the engine [`detect`] picks: plain manifests, a
+/// windlass chart, `kustomize build` or `helm template`. Every engine's
+/// objects go through the same checks (identity, namespace defaulting,
+/// scopes, duplicates) and digests.
 pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
     let tree = input.tree;
     let mut source = Source {
@@ -582,7 +626,7 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         .iter()
         .filter(|path| path.as_str() != IGNORE_FILE && !rules.is_ignored(path))
         .collect();
-    let is_chart = kept.iter().any(|f| *f == "Chart.yaml");
+    let engine = detect::detect_in(tree, &kept, &input.limits)?;
 
     let mut documents = Documents {
         limits: input.limits,
@@ -591,40 +635,66 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         found: Vec::new(),
         errors: Errors::default(),
     };
-    let (chart, release_name) = if is_chart {
-        let (metadata, outputs) = chart::render(input, &kept, &mut source)?;
-        for (path, output) in outputs {
-            match output {
-                Ok(text) => documents.add(&path, &text, Some(&metadata.name))?,
-                Err(error) => documents.errors.push(error),
+    let mut skipped_hooks = Vec::new();
+    let (chart, release_name) = match engine {
+        Engine::Kustomize => {
+            let tools = external_tools(input);
+            for document in kustomize::render_kustomize(input, &tools)? {
+                documents.document(document)?;
             }
+            (None, input.name.clone())
         }
-        let name = input.name.clone().unwrap_or_else(|| metadata.name.clone());
-        (Some(metadata), Some(name))
-    } else {
-        let what = if input.environment.is_some() {
-            Some("environment")
-        } else if !input.values.is_empty() || !input.set.is_empty() {
-            Some("values")
-        } else {
-            None
-        };
-        if let Some(what) = what {
-            return Err(Error::NotAChart {
-                tree: tree.describe(),
-                what,
-            });
-        }
-        for path in kept.iter().filter(|p| manifests::is_manifest(p)) {
-            match source.text(path) {
-                Ok(text) => documents.add(path, &text, None)?,
-                Err(error) => documents.errors.read(error)?,
+        Engine::Helm => {
+            let tools = external_tools(input);
+            let output = helm::render_helm(input, &tools)?;
+            for document in output.documents {
+                documents.document(document)?;
             }
+            skipped_hooks = output.skipped_hooks;
+            (None, Some(output.release_name))
         }
-        (None, input.name.clone())
+        Engine::WindlassChart => {
+            let (metadata, outputs) = chart::render(input, &kept, &mut source)?;
+            for (path, output) in outputs {
+                match output {
+                    Ok(text) => documents.add(&path, &text, Some(&metadata.name))?,
+                    Err(error) => documents.errors.push(error),
+                }
+            }
+            let name = input.name.clone().unwrap_or_else(|| metadata.name.clone());
+            (Some(metadata), Some(name))
+        }
+        Engine::Plain => {
+            let what = if input.environment.is_some() {
+                Some("environment")
+            } else if !input.values.is_empty() || !input.set.is_empty() {
+                Some("values")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(Error::NotAChart {
+                    tree: tree.describe(),
+                    what,
+                });
+            }
+            for path in kept.iter().filter(|p| manifests::is_manifest(p)) {
+                match source.text(path) {
+                    Ok(text) => documents.add(path, &text, None)?,
+                    Err(error) => documents.errors.read(error)?,
+                }
+            }
+            (None, input.name.clone())
+        }
     };
 
     let objects = finish(documents, input.scopes)?;
+    if objects.is_empty() && !input.allow_empty {
+        return Err(Error::Empty {
+            tree: tree.describe(),
+            why: empty_reason(&engine, !skipped_hooks.is_empty()),
+        });
+    }
     let manifest_digest = manifest_digest(&objects);
     Ok(Rendered {
         objects,
@@ -633,7 +703,30 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         release_name,
         namespace: input.namespace.clone(),
         environment: input.environment.clone(),
+        skipped_hooks,
     })
+}
+
+/// The tools to run: the caller's, else those this process's environment
+/// names ([`ToolPaths::resolve`]), with default limits.
+fn external_tools<'a>(input: &RenderInput<'a>) -> Cow<'a, ExternalTools> {
+    match input.tools {
+        Some(tools) => Cow::Borrowed(tools),
+        None => Cow::Owned(ExternalTools::new(ToolPaths::resolve())),
+    }
+}
+
+/// Where an empty render's objects were looked for, for [`Error::Empty`].
+fn empty_reason(engine: &Engine, hooks_skipped: bool) -> &'static str {
+    match engine {
+        Engine::Plain => "plain manifests: no .yaml, .yml or .json file in it holds an object",
+        Engine::WindlassChart => "a windlass chart: its templates rendered nothing",
+        Engine::Kustomize => "Kustomize: `kustomize build` output no objects",
+        Engine::Helm if hooks_skipped => {
+            "a Helm chart: `helm template` output only hooks, which windlass does not run"
+        }
+        Engine::Helm => "a Helm chart: `helm template` output no objects",
+    }
 }
 
 /// Objects read so far. Each is checked and digested as soon as its file is
@@ -696,29 +789,46 @@ impl Documents<'_> {
                 document: document.index,
                 item: None,
             };
-            // A `v1 List` (as `kubectl get -o yaml` writes) holds objects.
-            let is_list = document.value["kind"] == "List"
-                && document.value["apiVersion"] == "v1"
-                && document.value["items"].is_array();
-            if is_list {
-                let Value::Object(mut list) = document.value else {
-                    unreachable!("checked above")
-                };
-                let Some(Value::Array(items)) = list.remove("items") else {
-                    unreachable!("checked above")
-                };
-                for (index, item) in items.into_iter().enumerate() {
-                    let origin = ObjectSource {
-                        item: Some(index + 1),
-                        ..origin.clone()
-                    };
-                    self.object(origin, item);
-                }
-            } else {
-                self.object(origin, document.value);
-            }
+            self.value(origin, document.value);
         }
         Ok(())
+    }
+
+    /// One document an external tool rendered (already parsed). `Err`
+    /// (with every error so far) past the document limit.
+    fn document(&mut self, document: ToolDocument) -> Result<(), Error> {
+        self.count += 1;
+        if self.count > self.limits.max_documents {
+            return Err(self.errors.fatal(Error::TooManyDocuments {
+                limit: self.limits.max_documents,
+            }));
+        }
+        self.value(document.source, document.value);
+        Ok(())
+    }
+
+    /// One document's objects: itself, or the items of a `v1 List` (as
+    /// `kubectl get -o yaml` writes).
+    fn value(&mut self, origin: ObjectSource, value: Value) {
+        let is_list =
+            value["kind"] == "List" && value["apiVersion"] == "v1" && value["items"].is_array();
+        if !is_list {
+            self.object(origin, value);
+            return;
+        }
+        let Value::Object(mut list) = value else {
+            unreachable!("checked above")
+        };
+        let Some(Value::Array(items)) = list.remove("items") else {
+            unreachable!("checked above")
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            let origin = ObjectSource {
+                item: Some(index + 1),
+                ..origin.clone()
+            };
+            self.object(origin, item);
+        }
     }
 
     /// Identifies one object, fills in the destination namespace if it has

@@ -355,8 +355,8 @@ fn values_and_environments_need_a_chart() {
     let message = render(&input).unwrap_err().to_string();
     assert_eq!(
         message,
-        "plain has no Chart.yaml, so it holds plain manifests, which are not templated and take \
-         no environment"
+        "plain has no Chart.yaml and no kustomization.yaml, so it holds plain manifests, which \
+         are not templated and take no environment"
     );
     let mut input = RenderInput::new(&tree, "apps");
     input.set.extend(SetValue::parse("a=1").unwrap());
@@ -1098,4 +1098,78 @@ fn debug_of_a_render_shows_no_secret_values() {
     });
     let debug = format!("{input:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+// ---- engines: detection, empty renders -------------------------------------
+
+/// Tools that are nowhere: the engine a tree goes to shows in the error.
+fn no_tools() -> ExternalTools {
+    ExternalTools::new(ToolPaths::default())
+}
+
+#[test]
+fn an_empty_render_is_an_error_unless_allowed() {
+    let tree = MemoryTree::new("repo@abc:apps/web")
+        .with("README.md", "# nothing to deploy\n")
+        .with("empty.yaml", "# just a comment\n---\n");
+    let message = failure(&tree);
+    assert_eq!(
+        message,
+        "the render produced no objects: check the path `repo@abc:apps/web` (plain manifests: \
+         no .yaml, .yml or .json file in it holds an object); pass --allow-empty if nothing is \
+         meant to be deployed"
+    );
+    let mut input = RenderInput::new(&tree, "apps");
+    input.allow_empty = true;
+    let result = render(&input).unwrap();
+    assert!(result.objects.is_empty());
+    assert_eq!(result.manifest_digest, manifest_digest(&[]));
+
+    // A chart whose templates render nothing.
+    let chart = MemoryTree::new("chart")
+        .with("Chart.yaml", "name: c\nversion: 0.1.0\n")
+        .with("templates/off.yaml", "{{#if values.on}}x: 1{{/if}}\n");
+    assert!(
+        failure(&chart).contains("(a windlass chart: its templates rendered nothing)"),
+        "{}",
+        failure(&chart)
+    );
+}
+
+#[test]
+fn kustomize_and_helm_trees_go_to_their_tools() {
+    let tools = no_tools();
+    let kustomization = MemoryTree::new("k")
+        .with("kustomization.yaml", "resources: [cm.yaml]\n")
+        .with("cm.yaml", config_map("a"));
+    let helm = MemoryTree::new("h")
+        .with("Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")
+        .with("templates/cm.yaml", config_map("{{ .Release.Name }}"));
+    for (tree, tool) in [(&kustomization, "kustomize"), (&helm, "helm")] {
+        let mut input = RenderInput::new(tree, "apps");
+        input.tools = Some(&tools);
+        let error = render(&input).unwrap_err();
+        assert!(
+            matches!(&error, Error::External(ExternalError::NotInstalled { .. }))
+                && error
+                    .to_string()
+                    .starts_with(&format!("{tool} is not installed")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn unsupported_formats_are_named() {
+    let tree = MemoryTree::new("repo@abc:apps/lib")
+        .with("main.jsonnet", "{}")
+        .with("cm.yaml", config_map("a"));
+    assert_eq!(
+        failure(&tree),
+        "repo@abc:apps/lib: `main.jsonnet` is Jsonnet, which windlass does not render; render \
+         it to YAML in CI and commit the result, or use plain manifests, Kustomize or Helm"
+    );
+    // Ignored, it is not there.
+    let tree = tree.with(".windlassignore", "*.jsonnet\n");
+    assert_eq!(names(&rendered(&tree)), ["ConfigMap a -n apps"]);
 }

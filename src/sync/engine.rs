@@ -263,6 +263,8 @@ async fn render_tree<T: render::FileTree + 'static>(
         input.environment = target.environment.clone();
         input.values = target.values.clone();
         input.set = target.set.clone();
+        // An empty render is refused by prune's own guard (--allow-empty).
+        input.allow_empty = true;
         input.git = git;
         input.scopes = kinds.as_deref().map(|k| k as &dyn render::ScopeLookup);
         input.capabilities = kinds
@@ -990,6 +992,7 @@ pub fn desired_from_record(
             release_name: None,
             namespace: app.namespace.clone(),
             environment: record.environment.clone(),
+            skipped_hooks: Vec::new(),
         },
         source: record.source.clone(),
         values_digest: record.values_digest.clone(),
