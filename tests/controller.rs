@@ -1642,3 +1642,55 @@ async fn a_closed_sync_window_holds_back_syncs_until_reconcile_ignores_it() {
     })
     .await;
 }
+
+/// With an hour-long interval, only the watches can see a hand edit soon.
+#[tokio::test]
+async fn a_scaled_deployment_is_drifted_at_once_with_an_hour_long_interval() {
+    with_namespace("ctl-watch", |client, ns| async move {
+        install_crd(&client).await;
+        let deployment = NEVER_AVAILABLE.replace("replicas: 1", "replicas: 2");
+        let served = ServedRepo::start(
+            "ctl-watch",
+            &[("app/deploy.yaml", &deployment), ("app/a.yaml", &configmap("a", "git"))],
+        );
+        let _controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "interval": "1h", "wait": false });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        let scale = |replicas: &str| {
+            let output = support::kubectl(&["-n", &ns, "scale", "deployment/stuck", &format!("--replicas={replicas}")]);
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        };
+        scale("5");
+        let app = wait_for(&client, &ns, "web", "Drifted after kubectl scale", |a| {
+            a.condition("Drifted").is_some_and(|c| c.status == "True")
+        })
+        .await;
+        let message = app.condition("Drifted").unwrap().message.clone();
+        assert!(message.contains("Deployment") && message.contains(".spec.replicas"), "{message}");
+        assert!(message.contains("kubectl"), "{message}");
+        assert!(
+            wait_for_event(&client, &ns, "web", "DriftDetected").await.contains(".spec.replicas")
+        );
+
+        // Reverted by hand: the condition clears.
+        scale("2");
+        wait_for(&client, &ns, "web", "Drifted cleared after the revert", |a| {
+            a.condition("Drifted").is_none()
+        })
+        .await;
+
+        // Deleted by hand: drift, naming the object.
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        configmaps.delete("a", &DeleteParams::default()).await.unwrap();
+        let app = wait_for(&client, &ns, "web", "Drifted after a deletion", |a| {
+            a.condition("Drifted").is_some_and(|c| c.status == "True")
+        })
+        .await;
+        let message = app.condition("Drifted").unwrap().message.clone();
+        assert!(message.contains("ConfigMap") && message.contains("deleted"), "{message}");
+        release(&client, &ns).await;
+    })
+    .await;
+}

@@ -45,18 +45,7 @@ fn shown(path: &Path) -> String {
 }
 
 fn kubectl(args: &[&str]) -> Output {
-    let script = deploy_dir().join("local/control-plane.sh");
-    Command::new("bash")
-        .arg(&script)
-        .arg("kubectl")
-        // Given twice (the script passes the local admin kubeconfig), the
-        // last --kubeconfig wins: the cluster under test.
-        .arg("--kubeconfig")
-        .arg(support::kubeconfig())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
+    support::kubectl(args)
 }
 
 /// Runs kubectl, asserts it succeeded, returns (stdout, stderr).

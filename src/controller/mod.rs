@@ -19,6 +19,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod status;
 pub mod wake;
+pub mod watches;
 pub mod webhook;
 pub mod windows;
 
@@ -177,6 +178,12 @@ pub async fn run(
     };
 
     let kinds = Kinds::discover(&client).await.map_err(Error::Discovery)?;
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let watches = Arc::new(watches::Watches::new(
+        client.clone(),
+        options.watch_namespace.clone(),
+        wake,
+    ));
     let context = Arc::new(Context::new(
         client.clone(),
         Arc::new(kinds),
@@ -184,6 +191,7 @@ pub async fn run(
         metrics,
         options.identity.clone(),
         options.discovery_refresh,
+        watches,
     ));
     let _ = shared_context.set(context.clone());
     ready.store(true, Ordering::Relaxed);
@@ -191,6 +199,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controller = Controller::new(applications, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(options.concurrency.max(1)))
+        .reconcile_on(woken)
         .graceful_shutdown_on(async move {
             let _ = stop_rx.await;
         })

@@ -76,6 +76,10 @@ pub struct Context {
     pub discovery_refresh: Duration,
     /// Per Application (`namespace/name`): what the last reconcile learned.
     memory: Mutex<HashMap<String, Memory>>,
+    /// Watches on the kinds Applications manage (drift in seconds).
+    pub watches: Arc<super::watches::Watches>,
+    /// Applications a watch event woke, not reconciled since.
+    pub drift_events: super::watches::DriftEvents,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ impl Context {
         metrics: Arc<Metrics>,
         identity: String,
         discovery_refresh: Duration,
+        watches: Arc<super::watches::Watches>,
     ) -> Context {
         let recorder = Recorder::new(
             client.clone(),
@@ -103,6 +108,8 @@ impl Context {
             identity,
             discovery_refresh,
             memory: Mutex::default(),
+            drift_events: watches.events(),
+            watches,
         }
     }
 
@@ -242,8 +249,14 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         && context.remember(&key, |memory| {
             memory.seen.as_ref().map(|s| &s.pushed) != Some(&pushed)
         });
+    // A managed object changed by hand (see `watches`): look now.
+    let drift_event = context
+        .drift_events
+        .lock()
+        .expect("drift events lock")
+        .remove(&key);
     let not_due = context.remember(&key, |memory| {
-        (memory.seen == seen && !asked)
+        (memory.seen == seen && !asked && !drift_event)
             .then_some(memory.next_due)
             .flatten()
             .filter(|due| *due > now)
@@ -407,7 +420,8 @@ async fn gather_and_act(
     .map_err(|e| {
         Failure::new(Reason::PlanFailed, format!("plan failed: {}", chain(&e))).at(&commit)
     })?;
-
+    let kinds = planned.plan.changes.iter().filter_map(|c| c.kind.clone());
+    context.watches.ensure(kinds);
     let old = application.status.clone().unwrap_or_default();
     let (same_as_applied, drift) = drift(application, context, desired, &planned.plan);
     let drift_reported = application

@@ -173,3 +173,20 @@ pub fn windlass_expect(args: &[&str], code: i32) -> String {
     );
     text
 }
+
+/// Runs the kubectl that `deploy/local/control-plane.sh` builds against the
+/// cluster under test.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/control-plane.sh");
+    Command::new("bash")
+        .arg(&script)
+        .arg("kubectl")
+        // Given twice (the script passes the local admin kubeconfig), the
+        // last --kubeconfig wins: the cluster under test.
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
+}
