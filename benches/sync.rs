@@ -328,6 +328,8 @@ fn desired_state(namespace: &str) -> Desired {
             path: "bench".into(),
         },
         values_digest: String::new(),
+        ignore: Vec::new(),
+        ignored: Vec::new(),
     }
 }
 
@@ -346,6 +348,8 @@ fn configmaps(namespace: &str, count: usize, value: &str) -> Desired {
             path: "bench".into(),
         },
         values_digest: String::new(),
+        ignore: Vec::new(),
+        ignored: Vec::new(),
     }
 }
 

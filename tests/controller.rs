@@ -522,7 +522,7 @@ async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
     with_namespace("ctl-rollback", |client, ns| async move {
         install_crd(&client).await;
         let served = ServedRepo::start("ctl-rollback", &[("app/a.yaml", &configmap("a", "good"))]);
-        let _controller = RunningController::start(&ns, &[]);
+        let controller = RunningController::start(&ns, &[]);
         let mut app = application(
             "web",
             &served.url,
@@ -1693,4 +1693,84 @@ async fn a_scaled_deployment_is_drifted_at_once_with_an_hour_long_interval() {
         release(&client, &ns).await;
     })
     .await;
+}
+
+/// An HPA owns `replicas`: with a rule naming its field manager, its writes
+/// are neither drift nor taken back, even with selfHeal on; `windlass diff`
+/// shows the field as ignored.
+#[tokio::test]
+async fn fields_an_ignore_rule_names_cause_no_drift_and_no_fight() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    with_namespace("ctl-ignore", |client, ns| async move {
+        install_crd(&client).await;
+        let deployment = NEVER_AVAILABLE.replace("replicas: 1", "replicas: 2");
+        let served = ServedRepo::start("ctl-ignore", &[("app/deploy.yaml", &deployment)]);
+        let controller = RunningController::start(&ns, &[]);
+        let mut app = application(
+            "web",
+            &served.url,
+            "app",
+            serde_json::json!({ "automated": true, "prune": true, "selfHeal": true, "interval": "1h", "wait": false }),
+        );
+        app.spec.ignore_differences = vec![serde_json::from_value(serde_json::json!({
+            "group": "apps", "kind": "Deployment", "managers": ["horizontal-pod-autoscaler"]
+        }))
+        .unwrap()];
+        create(&client, &ns, &app).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        // The autoscaler scales through the scale subresource, as an HPA does.
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let scale = |replicas: i32| {
+            let deployments = deployments.clone();
+            async move {
+                let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+                let params = PatchParams {
+                    field_manager: Some("horizontal-pod-autoscaler".into()),
+                    ..Default::default()
+                };
+                deployments
+                    .patch_scale("stuck", &params, &Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+            }
+        };
+        let reconciles = reconcile_count(&controller.metrics());
+        scale(7).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        scale(6).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(
+            reconcile_count(&controller.metrics()) > reconciles,
+            "the watch woke the Application, and it found nothing to do"
+        );
+        let live = deployments.get("stuck").await.unwrap();
+        assert_eq!(live.spec.replicas, Some(6), "windlass did not take replicas back");
+        let api: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let app = api.get("web").await.unwrap();
+        assert!(app.condition("Drifted").is_none(), "{:?}", app.status);
+        assert_eq!(app.status.clone().unwrap().last_applied_revision, Some(1), "no self-heal revision");
+        assert!(
+            !events(&client, &ns, "web").await.iter().any(|(reason, _)| reason == "DriftCorrected" || reason == "DriftDetected"),
+            "no drift Events"
+        );
+
+        // `windlass diff` of the same Application shows the field as ignored.
+        let dir = TempDir::new("ctl-ignore-app");
+        let mut file_app = app_for_file(&app);
+        file_app.metadata.namespace = Some(ns.clone());
+        let path = dir.path().join("app.yaml");
+        std::fs::write(&path, serde_json::to_string(&file_app).unwrap()).unwrap();
+        let out = windlass_expect(&["diff", "--file", path.to_str().unwrap(), "-n", &ns], 0);
+        assert!(out.contains("/spec/replicas ignored"), "{out}");
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+/// An Application as a user would write it in a file: spec only.
+fn app_for_file(app: &Application) -> Application {
+    let mut file = Application::new(&app.name_any(), app.spec.clone());
+    file.metadata.namespace = app.metadata.namespace.clone();
+    file
 }

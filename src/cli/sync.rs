@@ -174,7 +174,10 @@ pub async fn diff(
     .await?
     .plan;
     match args.output {
-        DiffFormat::Diff => print_plan(&plan, out, std::io::stdout().is_terminal())?,
+        DiffFormat::Diff => {
+            print_plan(&plan, out, std::io::stdout().is_terminal())?;
+            print_ignored(&desired, &plan, out)?;
+        }
         DiffFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &plan_json(&plan))?;
             writeln!(out)?;
@@ -275,6 +278,27 @@ pub(super) fn report_sync(
         report.unchanged
     )?;
     Ok(ExitStatus::Success)
+}
+
+/// The fields `ignoreDifferences` leaves out: neither diffed nor applied.
+fn print_ignored(
+    desired: &engine::Desired,
+    plan: &Plan,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let by_pointer = desired.ignored.iter().map(|i| (&i.id, &i.pointer));
+    let by_manager = plan
+        .changes
+        .iter()
+        .flat_map(|c| c.ignored.iter().map(move |p| (&c.id, p)));
+    for (id, pointer) in by_pointer.chain(by_manager) {
+        writeln!(
+            out,
+            "~ {}: {pointer} ignored (spec.ignoreDifferences)",
+            display_name(id)
+        )?;
+    }
+    Ok(())
 }
 
 fn print_plan(plan: &Plan, out: &mut impl Write, color: bool) -> anyhow::Result<()> {

@@ -163,6 +163,8 @@ mod tests {
             dry_run: None,
             conflicts: Vec::new(),
             kind: None,
+
+            ignored: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::apply::{self, ApplyError, ApplyOptions, ApplyReport};
 use super::health::HealthState;
+use super::ignore::Ignored;
 use super::kinds::Kinds;
 use super::lock::{self, LockError, LockOptions};
 use super::plan::{self, Plan, PlanError, PlanOptions};
@@ -37,7 +38,7 @@ use crate::render::{
     ValuesLayer,
 };
 use crate::source::{self, Credentials, Repo, SourceCache};
-use crate::spec::Application;
+use crate::spec::{Application, IgnoreDifference};
 
 /// Where an application's manifests come from for one run.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub struct Target {
     pub set: Vec<SetValue>,
     /// `release.name` for charts; default: the application's name.
     pub release_name: Option<String>,
+    /// `spec.ignoreDifferences`.
+    pub ignore: Vec<IgnoreDifference>,
 }
 
 impl Target {
@@ -107,6 +110,7 @@ impl Target {
             values,
             set: Vec::new(),
             release_name: Some(name),
+            ignore: spec.ignore_differences.clone(),
         })
     }
 }
@@ -173,6 +177,26 @@ pub struct Desired {
     pub rendered: Rendered,
     pub source: RecordSource,
     pub values_digest: String,
+    /// `spec.ignoreDifferences`: also applied in plan (`managers`).
+    pub ignore: Vec<IgnoreDifference>,
+    /// What the rules' `jsonPointers` left out of the rendered objects.
+    pub ignored: Vec<Ignored>,
+}
+
+impl Desired {
+    fn new(mut rendered: Rendered, source: RecordSource, target: &Target) -> Desired {
+        let ignored = super::ignore::strip(&target.ignore, &mut rendered.objects);
+        if !ignored.is_empty() {
+            rendered.manifest_digest = render::object::manifest_digest(&rendered.objects);
+        }
+        Desired {
+            rendered,
+            source,
+            values_digest: values_digest(target),
+            ignore: target.ignore.clone(),
+            ignored,
+        }
+    }
 }
 
 /// Resolves the source (git) or reads the directory, and renders.
@@ -181,22 +205,18 @@ pub async fn load_desired(
     cache: &SourceCache,
     kinds: Option<Arc<Kinds>>,
 ) -> Result<Desired, EngineError> {
-    let values_digest = values_digest(target);
     match &target.source {
         SourceSpec::Directory(path) => {
             let tree =
                 LocalDirectory::new(path).map_err(|e| EngineError::Directory(e.to_string()))?;
             let rendered = render_tree(target, tree, None, kinds).await?;
-            Ok(Desired {
-                rendered,
-                source: RecordSource::Directory {
-                    path: std::path::absolute(path)
-                        .unwrap_or(path.clone())
-                        .display()
-                        .to_string(),
-                },
-                values_digest,
-            })
+            let source = RecordSource::Directory {
+                path: std::path::absolute(path)
+                    .unwrap_or(path.clone())
+                    .display()
+                    .to_string(),
+            };
+            Ok(Desired::new(rendered, source, target))
         }
         SourceSpec::Git {
             repo, reference, ..
@@ -229,16 +249,13 @@ pub async fn load_desired_at(
     };
     let path = snapshot.path.clone();
     let rendered = render_tree(target, snapshot, Some(git), kinds).await?;
-    let desired = Desired {
-        rendered,
-        source: RecordSource::Git {
-            repo: repo.url.to_string(),
-            reference: resolved.ref_name.clone(),
-            commit: resolved.commit.to_string(),
-            path,
-        },
-        values_digest: values_digest(target),
+    let source = RecordSource::Git {
+        repo: repo.url.to_string(),
+        reference: resolved.ref_name.clone(),
+        commit: resolved.commit.to_string(),
+        path,
     };
+    let desired = Desired::new(rendered, source, target);
     Ok((desired, watched))
 }
 
@@ -524,6 +541,7 @@ async fn plan_against(
         app,
         &desired.rendered.objects,
         &previous,
+        &desired.ignore,
         options,
     )
     .await?;
@@ -996,6 +1014,9 @@ pub fn desired_from_record(
         },
         source: record.source.clone(),
         values_digest: record.values_digest.clone(),
+        // Exactly what was applied: the rules were applied then.
+        ignore: Vec::new(),
+        ignored: Vec::new(),
     })
 }
 

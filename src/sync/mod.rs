@@ -25,6 +25,7 @@ pub mod diff;
 pub mod drift;
 pub mod engine;
 pub mod health;
+pub mod ignore;
 pub mod kinds;
 pub mod lock;
 pub mod order;

@@ -32,6 +32,7 @@ use super::prune::{self, EmptyRenderRefused, PruneDecision, PruneOptions};
 use crate::cluster::{ApiError, explain};
 use crate::identity::{ANNOTATION_DIGEST, AppIdentity, FIELD_MANAGER, stamp};
 use crate::render::{ObjectId, RenderedObject};
+use crate::spec::IgnoreDifference;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,6 +65,8 @@ pub struct Change {
     pub dry_run: Option<Value>,
     pub conflicts: Vec<FieldConflict>,
     pub kind: Option<Kind>,
+    /// Fields left out because `ignoreDifferences` names their managers.
+    pub ignored: Vec<String>,
 }
 
 // Objects may be Secrets: Debug shows identities and decisions only.
@@ -207,6 +210,7 @@ pub async fn plan(
     app: &AppIdentity,
     desired: &[RenderedObject],
     previous_inventory: &[ObjectId],
+    ignore: &[IgnoreDifference],
     options: PlanOptions,
 ) -> Result<Plan, PlanError> {
     let crd_kinds = kinds_defined_by_crds(desired);
@@ -247,10 +251,16 @@ pub async fn plan(
     // borrows would not be provably Send (the controller spawns this).
     let plans: Vec<_> = entries
         .into_iter()
-        .map(|(object, stamped, kind)| {
+        .map(|(object, mut stamped, kind)| {
             let live = live.get(&object.id).cloned();
+            let ignored = ignore_managed(ignore, &object.id, live.as_ref(), &mut stamped);
             let namespaces_in_set = &namespaces_in_set;
-            async move { plan_one(client, object, stamped, kind, live, namespaces_in_set).await }
+            async move {
+                let mut change =
+                    plan_one(client, object, stamped, kind, live, namespaces_in_set).await?;
+                change.ignored = ignored;
+                Ok(change)
+            }
         })
         .collect();
     let results: Vec<Result<Change, Rejection>> = stream::iter(plans)
@@ -298,6 +308,29 @@ pub async fn plan(
     })
 }
 
+/// Leaves out of `desired` the fields that managers named by an
+/// `ignoreDifferences` rule own in the live object; returns their pointers.
+fn ignore_managed(
+    rules: &[IgnoreDifference],
+    id: &ObjectId,
+    live: Option<&Value>,
+    desired: &mut Value,
+) -> Vec<String> {
+    let Some(live) = live else {
+        return Vec::new();
+    };
+    let managers: Vec<String> = rules
+        .iter()
+        .filter(|r| !r.managers.is_empty() && super::ignore::matches(r, id))
+        .flat_map(|r| r.managers.iter().cloned())
+        .collect();
+    if managers.is_empty() {
+        return Vec::new();
+    }
+    let pointers = super::ignore::manager_paths(live, &managers);
+    super::ignore::strip_pointers(desired, &pointers)
+}
+
 async fn plan_one(
     client: &kube::Client,
     object: &RenderedObject,
@@ -315,6 +348,7 @@ async fn plan_one(
         dry_run: None,
         conflicts: Vec::new(),
         kind: kind.clone(),
+        ignored: Vec::new(),
     };
     let Some(kind) = kind else {
         return Ok(change);
@@ -649,6 +683,8 @@ mod tests {
             dry_run: Some(secret),
             conflicts: Vec::new(),
             kind: None,
+
+            ignored: Vec::new(),
         };
         assert!(!format!("{change:?}").contains("aHVudGVyMg=="));
     }
