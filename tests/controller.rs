@@ -522,7 +522,7 @@ async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
     with_namespace("ctl-rollback", |client, ns| async move {
         install_crd(&client).await;
         let served = ServedRepo::start("ctl-rollback", &[("app/a.yaml", &configmap("a", "good"))]);
-        let controller = RunningController::start(&ns, &[]);
+        let _controller = RunningController::start(&ns, &[]);
         let mut app = application(
             "web",
             &served.url,
