@@ -6,6 +6,9 @@ mod support;
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
+use support::git::TempDir;
+use support::{with_namespace, write_files};
+
 fn windlass_without_cluster() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_windlass"));
     command.env_remove("KUBECONFIG");
@@ -159,4 +162,34 @@ fn an_unreachable_server_is_an_error_naming_it_without_leaking_the_token() {
     );
     assert!(stderr.contains("Connection refused"), "{stderr}");
     assert!(!stdout.contains(token) && !stderr.contains(token));
+}
+
+#[tokio::test]
+async fn an_api_version_the_server_does_not_serve_names_the_ones_it_does() {
+    with_namespace("cli-kinds", |_client, ns| async move {
+        let dir = TempDir::new("cli-kinds");
+        write_files(
+            dir.path(),
+            &[(
+                "pdb.yaml",
+                "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\n\
+                 spec:\n  minAvailable: 1\n  selector:\n    matchLabels: {app: web}\n",
+            )],
+        );
+        let output = support::windlass()
+            .args(["diff", "--dir", dir.path().to_str().unwrap(), "-n", &ns])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains(
+                "`pdb.yaml` document 1: policy/v1beta1 PodDisruptionBudget `web`: the server does not serve \
+                 PodDisruptionBudget in policy/v1beta1; the server serves PodDisruptionBudget as \
+                 policy/v1"
+            ),
+            "{stderr}"
+        );
+    })
+    .await;
 }
