@@ -43,28 +43,191 @@ fn version_and_help_name_the_tool_and_its_verbs() {
     assert!(stdout.contains("--namespace"), "{stdout}");
 }
 
+fn help(args: &[&str]) -> String {
+    let output = windlass_without_cluster()
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "{args:?} --help:\n{stdout}{stderr}"
+    );
+    assert!(stdout.contains("Usage: windlass"), "{args:?}: {stdout}");
+    stdout
+}
+
+/// Verbs that connect to a cluster, and so take --kubeconfig and --context.
+const CONNECTED_VERBS: [&str; 11] = [
+    "check",
+    "diff",
+    "sync",
+    "history",
+    "rollback",
+    "uninstall",
+    "controller",
+    "get",
+    "reconcile",
+    "suspend",
+    "resume",
+];
+
 #[test]
 fn every_verb_has_working_help() {
     // clap checks a command's definition when it is first used: this catches
     // clashing argument names in any verb.
-    for verb in [
-        "check",
-        "source",
-        "render",
-        "diff",
-        "sync",
-        "history",
-        "rollback",
-        "uninstall",
-    ] {
-        let output = windlass_without_cluster()
-            .args([verb, "--help"])
-            .output()
-            .unwrap();
-        let (stdout, stderr) = text(&output);
-        assert!(output.status.success(), "{verb} --help:\n{stdout}{stderr}");
-        assert!(stdout.contains("Usage: windlass"), "{verb}: {stdout}");
+    for verb in CONNECTED_VERBS {
+        help(&[verb]);
     }
+    for verb in ["render", "crd", "source"] {
+        help(&[verb]);
+    }
+}
+
+#[test]
+fn only_verbs_that_connect_to_a_cluster_offer_kubeconfig_and_context() {
+    for verb in CONNECTED_VERBS {
+        let stdout = help(&[verb]);
+        assert!(
+            stdout.contains("--kubeconfig <PATH>") && stdout.contains("--context <NAME>"),
+            "{verb}: {stdout}"
+        );
+    }
+    for verb in [
+        &["render"][..],
+        &["crd"],
+        &["source"],
+        &["source", "resolve"],
+        &["source", "ls"],
+        &["source", "cat"],
+    ] {
+        let stdout = help(verb);
+        assert!(
+            !stdout.contains("--kubeconfig") && !stdout.contains("--context"),
+            "{verb:?}: {stdout}"
+        );
+        // The global flags stay.
+        assert!(stdout.contains("--namespace"), "{verb:?}: {stdout}");
+    }
+    // Before the verb, as with kubectl, they are accepted for every verb.
+    let dir = TempDir::new("cli-kubeconfig-before-verb");
+    write_files(dir.path(), &[("cm.yaml", &support::configmap("a", "1"))]);
+    let output = windlass_without_cluster()
+        .args(["--kubeconfig", "/nonexistent", "render"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn dash_f_is_values_in_every_verb_that_takes_values() {
+    for verb in ["render", "diff", "sync"] {
+        let stdout = help(&[verb]);
+        assert!(stdout.contains("-f, --values <FILE>"), "{verb}: {stdout}");
+    }
+    // The Application manifest has its own long flag; its old name still parses.
+    for verb in ["diff", "sync"] {
+        assert!(help(&[verb]).contains("--app-file <APP.yaml>"), "{verb}");
+        help(&[verb, "--file", "app.yaml"]);
+    }
+}
+
+#[test]
+fn every_duration_flag_takes_go_durations_and_seconds() {
+    // clap parses the values given before --help and refuses a bad one.
+    for args in [
+        &[
+            "sync",
+            "--timeout",
+            "90",
+            "--lock-timeout",
+            "1m30s",
+            "--git-timeout",
+            "2m",
+        ][..],
+        &[
+            "sync",
+            "--timeout",
+            "1h30m",
+            "--lock-timeout",
+            "45",
+            "--git-timeout",
+            "30",
+        ],
+        &["diff", "--git-timeout", "2m"],
+        &["rollback", "--timeout", "90", "--lock-timeout", "2m"],
+        &["uninstall", "--lock-timeout", "90"],
+        &["source", "resolve", "--timeout", "2m"],
+        &["source", "ls", "--timeout", "30"],
+        &[
+            "controller",
+            "--lease-duration",
+            "15",
+            "--discovery-refresh",
+            "5m",
+        ],
+        &[
+            "controller",
+            "--git-timeout",
+            "2m",
+            "--lease-duration",
+            "20s",
+        ],
+    ] {
+        help(args);
+    }
+    let output = windlass_without_cluster()
+        .args(["sync", "--timeout", "5minutes"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value '5minutes' for '--timeout <DURATION>'")
+            && stderr.contains("unknown unit `minutes`")
+            && stderr.contains("a bare number means seconds"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn render_takes_a_single_manifest_file() {
+    let dir = TempDir::new("cli-render-file");
+    write_files(
+        dir.path(),
+        &[
+            ("web.yaml", &support::configmap("web", "1")),
+            ("other.yaml", &support::configmap("other", "2")),
+            ("notes.md", "not a manifest\n"),
+        ],
+    );
+    let output = windlass_without_cluster()
+        .args(["render", "-n", "team-a"])
+        .arg(dir.path().join("web.yaml"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("# Source: web.yaml"), "{stdout}");
+    assert!(stdout.contains("name: web\n"), "{stdout}");
+    assert!(stdout.contains("namespace: team-a"), "{stdout}");
+    assert!(!stdout.contains("other"), "only the file given: {stdout}");
+    assert!(stderr.contains("rendered 1 object,"), "{stderr}");
+
+    let output = windlass_without_cluster()
+        .arg("render")
+        .arg(dir.path().join("notes.md"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("notes.md: a single file must be a plain manifest"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -188,6 +351,93 @@ async fn an_api_version_the_server_does_not_serve_names_the_ones_it_does() {
                  PodDisruptionBudget in policy/v1beta1; the server serves PodDisruptionBudget as \
                  policy/v1"
             ),
+            "{stderr}"
+        );
+    })
+    .await;
+}
+
+/// A chart whose one ConfigMap shows `values.greeting`.
+fn greeting_chart(dir: &std::path::Path) {
+    write_files(
+        dir,
+        &[
+            ("Chart.yaml", "name: greeter\nversion: 0.1.0\n"),
+            ("values.yaml", "greeting: hello\n"),
+            (
+                "templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n\
+                 data:\n  greeting: {{quote values.greeting}}\n",
+            ),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn diff_and_sync_take_values_files_with_dash_f_and_durations_in_seconds() {
+    with_namespace("cli-values", |_client, ns| async move {
+        let dir = TempDir::new("cli-values");
+        greeting_chart(&dir.path().join("chart"));
+        let values = dir.path().join("values.yaml");
+        std::fs::write(&values, "greeting: from-a-values-file\n").unwrap();
+        let chart = dir.path().join("chart");
+        let target = [
+            "--dir",
+            chart.to_str().unwrap(),
+            "-n",
+            &ns,
+            "-f",
+            values.to_str().unwrap(),
+        ];
+
+        let output = support::windlass()
+            .arg("diff")
+            .args(target)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("from-a-values-file"), "{stdout}");
+
+        let output = support::windlass()
+            .arg("sync")
+            .args(target)
+            .args([
+                "--timeout",
+                "90",
+                "--lock-timeout",
+                "30",
+                "--git-timeout",
+                "2m",
+            ])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.contains("revision 1 deployed"), "{stdout}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_application_manifest_given_to_dash_f_is_an_error_that_says_so() {
+    with_namespace("cli-app-file", |_client, ns| async move {
+        let dir = TempDir::new("cli-app-file");
+        let app = dir.path().join("app.yaml");
+        std::fs::write(
+            &app,
+            "apiVersion: windlass.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n\
+             spec:\n  source:\n    repoURL: /nowhere\n",
+        )
+        .unwrap();
+        let output = support::windlass()
+            .args(["diff", "-n", &ns, "-f", app.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("is an Application manifest: pass it with --app-file; -f is --values"),
             "{stderr}"
         );
     })

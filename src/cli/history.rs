@@ -6,13 +6,13 @@ use std::io::Write;
 use anyhow::bail;
 use serde_json::Value;
 
+use super::args::{LockArgs, WaitArgs};
 use super::sync::{report_sync, session};
 use super::{ExitStatus, GlobalArgs};
 use crate::history::RevisionStore;
 use crate::history::record::{RecordSource, RevisionRecord};
 use crate::identity::AppIdentity;
 use crate::render::MASK;
-use crate::spec::parse_duration;
 use crate::sync::apply::ApplyOptions;
 use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
 use crate::sync::lock::LockOptions;
@@ -49,20 +49,17 @@ pub struct RollbackArgs {
     name: String,
     /// The revision to return to (default: the previous successful one).
     revision: Option<u64>,
-    /// Do not wait for health.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for health (Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    timeout: String,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// Also prune Namespaces, CRDs and PersistentVolumeClaims.
     #[arg(long)]
     prune_dangerous: bool,
+    /// Revision records to keep (the live and the last successful one are
+    /// always kept).
     #[arg(long, value_name = "N", default_value_t = 10)]
     history_limit: u32,
-    /// How long to wait for another writer's lock (Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    lock_timeout: String,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,9 +72,8 @@ pub struct UninstallArgs {
     /// Also delete Namespaces, CRDs and PersistentVolumeClaims.
     #[arg(long)]
     prune_dangerous: bool,
-    /// How long to wait for another writer's lock (Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    lock_timeout: String,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 pub async fn history(
@@ -290,13 +286,13 @@ pub async fn rollback(
     let app = AppIdentity::new(session.namespace.clone(), args.name.clone());
     let options = SyncOptions {
         apply: ApplyOptions {
-            wait: !args.no_wait,
-            timeout: parse_duration(&args.timeout)?,
+            wait: !args.wait.no_wait,
+            timeout: args.wait.timeout,
             ..ApplyOptions::default()
         },
         history_limit: args.history_limit,
         lock: LockOptions {
-            wait: parse_duration(&args.lock_timeout)?,
+            wait: args.lock.lock_timeout,
             ..LockOptions::default()
         },
         ..SyncOptions::new(Operation::Sync, engine::cli_trigger())
@@ -360,7 +356,7 @@ pub async fn uninstall(
         args.keep_history,
         &SyncOptions {
             lock: LockOptions {
-                wait: parse_duration(&args.lock_timeout)?,
+                wait: args.lock.lock_timeout,
                 ..LockOptions::default()
             },
             ..SyncOptions::new(Operation::Uninstall, engine::cli_trigger())

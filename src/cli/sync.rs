@@ -6,17 +6,16 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::json;
 
+use super::args::{LockArgs, WaitArgs};
 use super::target::TargetArgs;
 use super::{ExitStatus, GlobalArgs};
 use crate::cluster;
 use crate::history::RevisionStore;
 use crate::identity::AppIdentity;
-use crate::spec::parse_duration;
 use crate::sync::apply::{ApplyOptions, gate};
 use crate::sync::diff::{display_name, unified_diff};
 use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
@@ -88,12 +87,8 @@ pub struct SyncArgs {
     /// over (by default Git wins).
     #[arg(long)]
     no_force_conflicts: bool,
-    /// Do not wait for health.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for health (Go duration: 90s, 5m).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    timeout: String,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// When health fails or times out, roll back to the last successful
     /// revision (and refuse this commit until a new one arrives).
     #[arg(long)]
@@ -105,10 +100,8 @@ pub struct SyncArgs {
     /// always kept).
     #[arg(long, value_name = "N", default_value_t = 10)]
     history_limit: u32,
-    /// How long to wait while another sync or rollback of this application
-    /// holds its lock (Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    lock_timeout: String,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 pub(super) struct Session {
@@ -123,9 +116,7 @@ async fn load(
     args: &TargetArgs,
 ) -> anyhow::Result<(engine::Target, engine::Desired)> {
     let target = args.target(&session.client, &session.namespace).await?;
-    let cache = args
-        .credentials
-        .cache(Duration::from_secs(args.git_timeout));
+    let cache = args.credentials.cache(args.git_timeout);
     let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
     Ok((target, desired))
 }
@@ -202,8 +193,8 @@ pub async fn sync(
         apply: ApplyOptions {
             force_conflicts: !args.no_force_conflicts,
             prune: args.prune,
-            wait: !args.no_wait,
-            timeout: parse_duration(&args.timeout)?,
+            wait: !args.wait.no_wait,
+            timeout: args.wait.timeout,
             concurrency: args.prune_args.concurrency,
         },
         operation: Operation::Sync,
@@ -212,7 +203,7 @@ pub async fn sync(
         force: args.force,
         rollback_on_failure: args.rollback_on_failure,
         lock: LockOptions {
-            wait: parse_duration(&args.lock_timeout)?,
+            wait: args.lock.lock_timeout,
             ..LockOptions::default()
         },
         holder: default_holder(),
