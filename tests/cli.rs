@@ -3,8 +3,13 @@
 
 mod support;
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::process::{Command, Output};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use kube::api::DeleteParams;
 
 use support::git::TempDir;
 use support::{with_namespace, write_files};
@@ -440,6 +445,134 @@ async fn an_application_manifest_given_to_dash_f_is_an_error_that_says_so() {
             stderr.contains("is an Application manifest: pass it with --app-file; -f is --values"),
             "{stderr}"
         );
+    })
+    .await;
+}
+
+/// Runs `body` with a client and the name of a namespace that does not
+/// exist; deletes it afterwards if the body created it, whether the body
+/// passed or panicked.
+async fn with_missing_namespace<F, Fut>(purpose: &str, body: F)
+where
+    F: FnOnce(kube::Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let client = support::client().await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let namespace = format!("wl-{purpose}-{}-{nanos}", std::process::id());
+    let outcome = tokio::spawn(body(client.clone(), namespace.clone())).await;
+    let namespaces: Api<Namespace> = Api::all(client);
+    let _ = namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+fn windlass_in(args: &[&str], dir: &std::path::Path, ns: &str) -> (Option<i32>, String, String) {
+    let output = support::windlass()
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .args(["-n", ns, "--name", "app"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    (output.status.code(), stdout, stderr)
+}
+
+#[tokio::test]
+async fn diff_and_sync_agree_that_a_missing_records_namespace_is_an_error() {
+    with_missing_namespace("cli-no-ns", |client, ns| async move {
+        let dir = TempDir::new("cli-no-ns");
+        write_files(dir.path(), &[("cm.yaml", &support::configmap("a", "1"))]);
+        let expected = format!(
+            "error: namespace {ns} does not exist, and it holds the application's revision \
+             records: create it first (kubectl create namespace {ns}, or pass --create-namespace)"
+        );
+        for verb in ["diff", "sync"] {
+            let (code, stdout, stderr) = windlass_in(&[verb], dir.path(), &ns);
+            assert_eq!(code, Some(2), "{verb}:\n{stdout}\n{stderr}");
+            assert!(stderr.starts_with(&expected), "{verb}: {stderr}");
+        }
+        let namespaces: Api<Namespace> = Api::all(client);
+        assert!(namespaces.get_opt(&ns).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_namespace_shows_then_creates_the_missing_namespace() {
+    with_missing_namespace("cli-create-ns", |client, ns| async move {
+        let dir = TempDir::new("cli-create-ns");
+        write_files(dir.path(), &[("cm.yaml", &support::configmap("a", "1"))]);
+
+        let (code, stdout, stderr) = windlass_in(&["diff", "--create-namespace"], dir.path(), &ns);
+        assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("+kind: Namespace"), "{stdout}");
+        assert!(stdout.contains(&format!("+  name: {ns}")), "{stdout}");
+        assert!(stdout.contains("+kind: ConfigMap"), "{stdout}");
+        assert!(stdout.contains("2 to create, 0 to update"), "{stdout}");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        assert!(
+            namespaces.get_opt(&ns).await.unwrap().is_none(),
+            "diff wrote"
+        );
+
+        let (code, stdout, stderr) = windlass_in(
+            &["sync", "--create-namespace", "--no-wait"],
+            dir.path(),
+            &ns,
+        );
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(&format!("created namespace {ns} (--create-namespace)")),
+            "{stdout}"
+        );
+        let namespace = namespaces.get(&ns).await.unwrap();
+        let labels = namespace.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("windlass"),
+            "{labels:?}"
+        );
+        let configmaps: Api<ConfigMap> = Api::namespaced(client, &ns);
+        assert!(configmaps.get_opt("a").await.unwrap().is_some());
+
+        let (code, stdout, stderr) = windlass_in(&["diff"], dir.path(), &ns);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn diff_lists_what_the_server_would_reject_without_claiming_nothing_was_written() {
+    with_namespace("cli-reject", |_client, ns| async move {
+        let dir = TempDir::new("cli-reject");
+        write_files(
+            dir.path(),
+            &[(
+                "bad.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  \"bad key!\": x\n",
+            )],
+        );
+        let (code, stdout, stderr) = windlass_in(&["diff"], dir.path(), &ns);
+        assert_eq!(code, Some(2), "{stdout}\n{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: the server would reject 1 object(s):\n  v1 ConfigMap {ns}/bad (`bad.yaml` \
+                 document 1): "
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("bad key!"), "{stderr}");
+        assert!(!stderr.contains("nothing was written"), "{stderr}");
     })
     .await;
 }

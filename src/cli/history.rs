@@ -130,8 +130,8 @@ pub async fn history(
             };
             match format {
                 HistoryFormat::Json => {
-                    serde_json::to_writer_pretty(&mut *out, &value)?;
-                    writeln!(out)?;
+                    // Written as text: a closed pipe is then an io::Error, not an error.
+                    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
                 }
                 _ => write!(out, "{}", crate::render::to_yaml(&value))?,
             }

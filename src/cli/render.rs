@@ -162,8 +162,8 @@ fn write_objects(
         Format::Json => {
             let items: Vec<Value> = rendered.objects.iter().map(shown).collect();
             let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-            serde_json::to_writer_pretty(&mut *out, &Sorted(&list))?;
-            writeln!(out)?;
+            // Written as text: a closed pipe is then an io::Error, not an error.
+            writeln!(out, "{}", serde_json::to_string_pretty(&Sorted(&list))?)?;
         }
     }
     Ok(())
