@@ -9,6 +9,7 @@ use crate::cluster::{self, RequestObserver};
 use crate::controller::{self, ControllerOptions, metrics::Metrics};
 use crate::source::SourceOptions;
 
+use super::args::parse_duration_flag;
 use super::{ExitStatus, GlobalArgs};
 
 #[derive(Debug, clap::Args)]
@@ -23,10 +24,10 @@ pub struct Args {
     /// Namespace of the leader Lease (default: $POD_NAMESPACE, else windlass-system).
     #[arg(long, value_name = "NAMESPACE")]
     pub leader_election_namespace: Option<String>,
-    /// How long a leader's Lease lasts without renewal, in seconds: a standby
-    /// takes over within this time after the leader dies.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
-    pub lease_duration: u64,
+    /// How long a leader's Lease lasts without renewal (a Go duration, or
+    /// seconds): a standby takes over within this time after the leader dies.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration_flag)]
+    pub lease_duration: Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub http_address: SocketAddr,
@@ -36,13 +37,14 @@ pub struct Args {
     /// Git mirror cache directory (must be writable).
     #[arg(long, value_name = "DIR", env = "WINDLASS_GIT_CACHE")]
     pub cache_dir: Option<std::path::PathBuf>,
-    /// Longest a git network operation may take, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-    pub git_timeout: u64,
-    /// Re-read API discovery before a render when it is older than this, in
-    /// seconds, so templates' `capabilities` see CRDs installed since.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub discovery_refresh: u64,
+    /// Longest a git network operation may take (a Go duration, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_flag)]
+    pub git_timeout: Duration,
+    /// Re-read API discovery before a render when it is older than this (a
+    /// Go duration, or seconds), so templates' `capabilities` see CRDs
+    /// installed since.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    pub discovery_refresh: Duration,
 
     /// Serve webhook receivers at POST /hooks/<provider> (github, gitlab,
     /// gitea, bitbucket-server, generic) on --http-address, verifying each
@@ -68,7 +70,7 @@ pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus>
             .clone()
             .unwrap_or_else(SourceOptions::default_cache_dir),
     );
-    source.timeout = Duration::from_secs(args.git_timeout);
+    source.timeout = args.git_timeout;
     let options = ControllerOptions {
         concurrency: args.concurrency,
         leader_elect: args.leader_elect,
@@ -81,12 +83,12 @@ pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus>
                     .filter(|n| !n.is_empty())
             })
             .unwrap_or_else(|| "windlass-system".into()),
-        lease_duration: Duration::from_secs(args.lease_duration),
+        lease_duration: args.lease_duration,
         http_address: args.http_address,
         watch_namespace: args.watch_namespace.clone(),
         source,
         identity: identity(),
-        discovery_refresh: Duration::from_secs(args.discovery_refresh),
+        discovery_refresh: args.discovery_refresh,
         webhook_secret_file: args.webhook_secret_file.clone(),
         webhook_body_limit: args.webhook_body_limit,
     };

@@ -4,12 +4,19 @@
 //!   argv ──clap──► Cli { global flags, Command } ──run()──► ExitStatus
 //! ```
 //!
-//! Flags are defined here, in one place; each verb lives in its own file and
-//! receives the already-parsed flags. Verbs write their results to stdout and
-//! return an [`ExitStatus`]; errors travel up to `main`, which prints the whole
-//! cause chain.
+//! Flags are defined here and in `args.rs` (the groups several verbs share,
+//! declared once); each verb lives in its own file and receives the
+//! already-parsed flags. Verbs write their results to stdout and return an
+//! [`ExitStatus`]; errors travel up to `main`, which prints the whole cause
+//! chain.
+//!
+//! `-n`, `-v` and `--log-format` are global. `--kubeconfig` and `--context`
+//! belong to the verbs that connect to a cluster ([`Connected`]); given
+//! before the verb (`windlass --kubeconfig K diff ...`, as with kubectl) they
+//! count too, and the verb's own win.
 
 mod apps;
+mod args;
 mod check;
 mod controller;
 mod crd;
@@ -20,9 +27,10 @@ mod sync;
 mod target;
 
 use std::io;
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub use args::ClusterArgs;
 
 use crate::cluster::ClusterOptions;
 
@@ -38,17 +46,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every verb accepts.
+/// Flags given before the verb; `-n`, `-v` and `--log-format` also after it.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config,
-    /// then the in-cluster service account).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// The kubeconfig context to use (default: its current context).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    /// The cluster, for verbs that connect to one (they also take
+    /// --kubeconfig and --context after the verb).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// The namespace to work in (default: the context's namespace, or `default`).
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
@@ -72,48 +76,64 @@ pub enum LogFormat {
 
 impl GlobalArgs {
     pub fn cluster_options(&self) -> ClusterOptions {
-        ClusterOptions {
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
-            observer: None,
+        self.cluster.cluster_options()
+    }
+
+    /// These flags with the verb's cluster flags, which win over the ones
+    /// given before the verb.
+    fn connected(&self, verb: &ClusterArgs) -> GlobalArgs {
+        GlobalArgs {
+            cluster: verb.or(&self.cluster),
+            namespace: self.namespace.clone(),
+            verbose: self.verbose,
+            log_format: self.log_format,
         }
     }
+}
+
+/// A verb that connects to a cluster: its own flags and the cluster group.
+#[derive(Debug, clap::Args)]
+pub struct Connected<T: clap::Args> {
+    #[command(flatten)]
+    pub verb: T,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check that the cluster is reachable and fit for windlass: version,
     /// credentials and server-side apply (dry-run, nothing is written).
-    Check(check::Args),
-    /// Render a directory of manifests or a chart and print the objects
-    /// (no cluster needed).
+    Check(Connected<check::Args>),
+    /// Render a directory of manifests, a chart or one manifest file and
+    /// print the objects (no cluster needed).
     Render(render::Args),
     /// Look at a git source: resolve a ref, list refs, print a file.
     Source(source::Args),
     /// Show what sync would change (exit 0: nothing, 1: changes, 2: error).
-    Diff(sync::DiffArgs),
+    Diff(Connected<sync::DiffArgs>),
     /// Apply the desired state: create, update, prune, wait for health,
     /// record a revision.
-    Sync(sync::SyncArgs),
+    Sync(Connected<sync::SyncArgs>),
     /// List an application's revisions (like helm history).
-    History(history::HistoryArgs),
+    History(Connected<history::HistoryArgs>),
     /// Re-apply a stored revision exactly (no render, no git) and record it.
-    Rollback(history::RollbackArgs),
+    Rollback(Connected<history::RollbackArgs>),
     /// Delete an application's objects and its history.
-    Uninstall(history::UninstallArgs),
+    Uninstall(Connected<history::UninstallArgs>),
     /// Print the Application CustomResourceDefinition (YAML).
     Crd,
     /// Run the reconcile loop over Application resources (in a cluster, or
     /// outside one with a kubeconfig).
-    Controller(controller::Args),
+    Controller(Connected<controller::Args>),
     /// List Applications: NAME, READY, REVISION, COMMIT, MESSAGE, AGE.
-    Get(apps::GetArgs),
+    Get(Connected<apps::GetArgs>),
     /// Ask the controller to reconcile an Application now, wait, print the result.
-    Reconcile(apps::ReconcileArgs),
+    Reconcile(Connected<apps::ReconcileArgs>),
     /// Stop syncing an Application (its status and objects stay).
-    Suspend(apps::NameArgs),
+    Suspend(Connected<apps::NameArgs>),
     /// Resume syncing a suspended Application.
-    Resume(apps::NameArgs),
+    Resume(Connected<apps::NameArgs>),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -131,20 +151,33 @@ pub const EXIT_ERROR: u8 = 2;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let mut out = io::stdout().lock();
-    match cli.command {
-        Command::Check(args) => check::run(&cli.global, &args, &mut out).await,
-        Command::Render(args) => render::run(&cli.global, &args, &mut out),
-        Command::Source(args) => source::run(&args, &mut out).await,
-        Command::Diff(args) => sync::diff(&cli.global, &args, &mut out).await,
-        Command::Sync(args) => sync::sync(&cli.global, &args, &mut out).await,
-        Command::History(args) => history::history(&cli.global, &args, &mut out).await,
-        Command::Rollback(args) => history::rollback(&cli.global, &args, &mut out).await,
-        Command::Uninstall(args) => history::uninstall(&cli.global, &args, &mut out).await,
+    let global = &cli.global;
+    match &cli.command {
+        Command::Check(c) => check::run(&global.connected(&c.cluster), &c.verb, &mut out).await,
+        Command::Render(args) => render::run(global, args, &mut out),
+        Command::Source(args) => source::run(args, &mut out).await,
+        Command::Diff(c) => sync::diff(&global.connected(&c.cluster), &c.verb, &mut out).await,
+        Command::Sync(c) => sync::sync(&global.connected(&c.cluster), &c.verb, &mut out).await,
+        Command::History(c) => {
+            history::history(&global.connected(&c.cluster), &c.verb, &mut out).await
+        }
+        Command::Rollback(c) => {
+            history::rollback(&global.connected(&c.cluster), &c.verb, &mut out).await
+        }
+        Command::Uninstall(c) => {
+            history::uninstall(&global.connected(&c.cluster), &c.verb, &mut out).await
+        }
         Command::Crd => crd::run(&mut out),
-        Command::Controller(args) => controller::run(&cli.global, &args).await,
-        Command::Get(args) => apps::get(&cli.global, &args, &mut out).await,
-        Command::Reconcile(args) => apps::reconcile(&cli.global, &args, &mut out).await,
-        Command::Suspend(args) => apps::set_suspend(&cli.global, &args, true, &mut out).await,
-        Command::Resume(args) => apps::set_suspend(&cli.global, &args, false, &mut out).await,
+        Command::Controller(c) => controller::run(&global.connected(&c.cluster), &c.verb).await,
+        Command::Get(c) => apps::get(&global.connected(&c.cluster), &c.verb, &mut out).await,
+        Command::Reconcile(c) => {
+            apps::reconcile(&global.connected(&c.cluster), &c.verb, &mut out).await
+        }
+        Command::Suspend(c) => {
+            apps::set_suspend(&global.connected(&c.cluster), &c.verb, true, &mut out).await
+        }
+        Command::Resume(c) => {
+            apps::set_suspend(&global.connected(&c.cluster), &c.verb, false, &mut out).await
+        }
     }
 }

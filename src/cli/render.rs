@@ -1,9 +1,13 @@
-//! `windlass render`: print the objects a directory or chart renders to.
+//! `windlass render`: print the objects a directory, a chart or one
+//! manifest file renders to.
 //!
 //! ```text
 //!   PATH, --env, -f, --set, --set-string, -n ──► render::render ──► YAML (---) or a JSON List on stdout
 //!                                                                   one summary line on stderr
 //! ```
+//!
+//! A PATH that is a file renders as a directory holding just that file: it
+//! must be a plain manifest (`.yaml`, `.yml`, `.json`).
 //!
 //! No cluster is contacted: namespaced objects without a namespace get `-n`
 //! (default `default`), and cluster-scoped kinds come from the built-in
@@ -11,15 +15,16 @@
 //! `--show-secrets` is given; the output stays valid YAML/JSON either way.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use super::args::{ValuesArgs, read_limited};
 use super::{ExitStatus, GlobalArgs};
 use crate::render::{
-    self, LocalDirectory, RenderInput, Rendered, SetValue, Sorted, ValuesLayer, mask_secret_values,
+    self, FileTree, LocalDirectory, MemoryTree, RenderInput, Rendered, Sorted, mask_secret_values,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,30 +37,13 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A directory of plain manifests, or a chart (a directory with Chart.yaml).
+    /// A directory of plain manifests, a chart (a directory with
+    /// Chart.yaml), or one manifest file.
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
 
-    /// The chart's environment: layers values/ENV.yaml over values.yaml.
-    #[arg(long, value_name = "ENV")]
-    pub env: Option<String>,
-
-    /// Set values, typed like YAML (numbers, true/false, null removes the
-    /// key), in Helm's syntax: `a.b=1,c=2`, lists `l={x,y}`, items
-    /// `ports[0].name=http`; `\,` and `\.` for a comma in a value or a dot
-    /// in a key.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-
-    /// Set values as strings, whatever they look like; the same syntax as
-    /// --set. Applied after --set.
-    #[arg(long = "set-string", value_name = "KEY=VALUE")]
-    pub set_string: Vec<String>,
-
-    /// A values file layered above the environment's; repeatable, later
-    /// files win. --set and --set-string win over all files.
-    #[arg(short = 'f', long = "values", value_name = "FILE")]
-    pub values: Vec<PathBuf>,
+    #[command(flatten)]
+    pub values: ValuesArgs,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Yaml)]
@@ -86,54 +74,68 @@ pub fn run(global: &GlobalArgs, args: &Args, out: &mut impl Write) -> anyhow::Re
 }
 
 fn render_args(global: &GlobalArgs, args: &Args) -> anyhow::Result<Rendered> {
-    let tree = LocalDirectory::new(&args.path)?;
+    let limits = render::Limits::default();
+    let tree: Box<dyn FileTree> = if args.path.is_file() {
+        Box::new(single_file_tree(&args.path, limits.max_file_bytes)?)
+    } else {
+        Box::new(LocalDirectory::new(&args.path)?)
+    };
     let mut input = RenderInput::new(
-        &tree,
+        tree.as_ref(),
         global.namespace.clone().unwrap_or_else(|| "default".into()),
     );
-    input.environment = args.env.clone();
+    input.limits = limits;
+    input.environment = args.values.environment.clone();
     input.name = args.name.clone().or_else(|| default_name(&args.path));
-    for path in &args.values {
-        let text = read_values_file(path, input.limits.max_file_bytes)?;
-        input.values.push(ValuesLayer::from_yaml(
-            &path.display().to_string(),
-            &text,
-            &input.limits,
-        )?);
-    }
-    for arg in &args.set {
-        input.set.extend(SetValue::parse(arg)?);
-    }
-    for arg in &args.set_string {
-        input.set.extend(SetValue::parse_string(arg)?);
-    }
+    input.values = args.values.layers(&input.limits)?;
+    input.set = args.values.set_values()?;
     Ok(render::render(&input)?)
 }
 
-/// For plain manifests, the directory's name; for a chart, `None` (the
-/// chart's own name).
+/// A tree holding just `path`, under its own name: a plain manifest file
+/// renders as a directory with that one file would.
+fn single_file_tree(path: &Path, limit: u64) -> anyhow::Result<MemoryTree> {
+    let name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .with_context(|| format!("{}: the file name is not UTF-8", path.display()))?;
+    if !is_plain_manifest_name(name) {
+        bail!(
+            "{}: a single file must be a plain manifest (.yaml, .yml or .json, not hidden, not \
+             Chart.yaml or kustomization.yaml); for a chart or a Kustomize overlay, give its \
+             directory",
+            path.display()
+        );
+    }
+    let text = read_limited(path, "manifest", limit)?;
+    Ok(MemoryTree::new(path.display().to_string()).with(name, text))
+}
+
+/// Whether a file, given alone, is rendered as a plain manifest.
+fn is_plain_manifest_name(name: &str) -> bool {
+    let manifest = [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|extension| name.ends_with(extension));
+    let directory_marker = matches!(
+        name,
+        "Chart.yaml" | "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+    );
+    manifest && !name.starts_with('.') && !directory_marker
+}
+
+/// For plain manifests, the directory's name (a single file's stem); for a
+/// chart, `None` (the chart's own name).
 fn default_name(path: &Path) -> Option<String> {
     if path.join("Chart.yaml").is_file() {
         return None;
     }
-    fs::canonicalize(path)
-        .ok()?
-        .file_name()?
-        .to_str()
-        .map(str::to_string)
-}
-
-fn read_values_file(path: &Path, limit: u64) -> anyhow::Result<String> {
-    let shown = path.display();
-    let file = fs::File::open(path).with_context(|| format!("cannot read values file {shown}"))?;
-    let mut text = String::new();
-    file.take(limit + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read values file {shown}"))?;
-    if text.len() as u64 > limit {
-        bail!("values file {shown} is larger than the limit of {limit} bytes");
-    }
-    Ok(text)
+    let canonical = fs::canonicalize(path).ok()?;
+    let name = if canonical.is_file() {
+        canonical.file_stem()?
+    } else {
+        canonical.file_name()?
+    };
+    name.to_str().map(str::to_string)
 }
 
 fn write_objects(
@@ -160,9 +162,25 @@ fn write_objects(
         Format::Json => {
             let items: Vec<Value> = rendered.objects.iter().map(shown).collect();
             let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-            serde_json::to_writer_pretty(&mut *out, &Sorted(&list))?;
-            writeln!(out)?;
+            // Written as text: a closed pipe is then an io::Error, not an error.
+            writeln!(out, "{}", serde_json::to_string_pretty(&Sorted(&list))?)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_file_must_be_a_plain_manifest() {
+        assert!(is_plain_manifest_name("web.yaml"));
+        assert!(is_plain_manifest_name("web.yml"));
+        assert!(is_plain_manifest_name("web.json"));
+        assert!(!is_plain_manifest_name("README.md"));
+        assert!(!is_plain_manifest_name(".hidden.yaml"));
+        assert!(!is_plain_manifest_name("Chart.yaml"));
+        assert!(!is_plain_manifest_name("kustomization.yaml"));
+    }
 }

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::ExitStatus;
+use super::args::parse_duration_flag;
 use super::target::CredentialArgs;
 use crate::source::{Repo, SourceCache};
 
@@ -58,18 +59,16 @@ struct RepoArgs {
     repo: String,
     #[command(flatten)]
     credentials: CredentialArgs,
-    /// Longest a network operation may take, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-    timeout: u64,
+    /// Longest a network operation may take: a Go duration (90s, 2m) or
+    /// seconds.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_flag)]
+    timeout: Duration,
 }
 
 impl RepoArgs {
     fn open(&self) -> anyhow::Result<(Repo, SourceCache)> {
         let repo = Repo::new(&self.repo, self.credentials.credentials()?)?;
-        Ok((
-            repo,
-            self.credentials.cache(Duration::from_secs(self.timeout)),
-        ))
+        Ok((repo, self.credentials.cache(self.timeout)))
     }
 }
 

@@ -3,27 +3,37 @@
 //! `diff` prints what `sync` would change, like `kubectl diff`, and exits
 //! 0 when nothing would, 1 when something would, 2 on error. `sync` applies
 //! it, records a revision, and prints progress as it goes.
+//!
+//! Both check the namespaces first, the same way ([`namespaces_to_create`]):
+//! the application's namespace holds its revision records, so when it does
+//! not exist and the set does not define it, both fail, unless
+//! `--create-namespace` is given (as in Helm): then `sync` creates it (and a
+//! missing destination namespace) before the engine runs, labelled
+//! `app.kubernetes.io/managed-by: windlass` but not part of the
+//! application, and `diff` shows it as one more object to create.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::bail;
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::json;
 
+use super::args::{LockArgs, WaitArgs};
 use super::target::TargetArgs;
 use super::{ExitStatus, GlobalArgs};
 use crate::cluster;
 use crate::history::RevisionStore;
-use crate::identity::AppIdentity;
-use crate::spec::parse_duration;
-use crate::sync::apply::{ApplyOptions, gate};
+use crate::identity::{AppIdentity, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY, stamp};
+use crate::render::{ObjectId, RenderedObject};
+use crate::sync::apply::ApplyOptions;
 use crate::sync::diff::{display_name, unified_diff};
 use crate::sync::engine::{self, Operation, SyncOptions, SyncOutcome};
 use crate::sync::health::HealthState;
 use crate::sync::kinds::Kinds;
 use crate::sync::lock::{LockOptions, default_holder};
-use crate::sync::plan::{Action, Plan, PlanOptions};
+use crate::sync::plan::{Action, Change, Plan, PlanOptions, Rejection};
 use crate::sync::prune::{PruneDecision, PruneOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,6 +74,10 @@ pub struct DiffArgs {
     target: TargetArgs,
     #[command(flatten)]
     prune: PruneArgs,
+    /// Show the application's namespace (and the destination namespace) as
+    /// created when it does not exist, as `sync --create-namespace` would.
+    #[arg(long)]
+    create_namespace: bool,
     /// Output: a unified diff per object, or the plan as JSON.
     #[arg(short, long, value_enum, default_value = "diff")]
     output: DiffFormat,
@@ -81,6 +95,10 @@ pub struct SyncArgs {
     target: TargetArgs,
     #[command(flatten)]
     prune_args: PruneArgs,
+    /// Create the application's namespace (it holds the revision records)
+    /// and the destination namespace when they do not exist, as Helm does.
+    #[arg(long)]
+    create_namespace: bool,
     /// Delete the objects the previous revision had and this one lacks.
     #[arg(long)]
     prune: bool,
@@ -88,12 +106,8 @@ pub struct SyncArgs {
     /// over (by default Git wins).
     #[arg(long)]
     no_force_conflicts: bool,
-    /// Do not wait for health.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for health (Go duration: 90s, 5m).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    timeout: String,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// When health fails or times out, roll back to the last successful
     /// revision (and refuse this commit until a new one arrives).
     #[arg(long)]
@@ -105,10 +119,8 @@ pub struct SyncArgs {
     /// always kept).
     #[arg(long, value_name = "N", default_value_t = 10)]
     history_limit: u32,
-    /// How long to wait while another sync or rollback of this application
-    /// holds its lock (Go duration).
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    lock_timeout: String,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 pub(super) struct Session {
@@ -123,9 +135,7 @@ async fn load(
     args: &TargetArgs,
 ) -> anyhow::Result<(engine::Target, engine::Desired)> {
     let target = args.target(&session.client, &session.namespace).await?;
-    let cache = args
-        .credentials
-        .cache(Duration::from_secs(args.git_timeout));
+    let cache = args.credentials.cache(args.git_timeout);
     let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
     Ok((target, desired))
 }
@@ -150,21 +160,23 @@ pub async fn diff(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitStatus> {
     let session = session(global).await?;
-    let (app, desired) = match (&args.app, args.revision) {
+    let (app, desired, created) = match (&args.app, args.revision) {
         (Some(name), Some(number)) => {
             let app = AppIdentity::new(session.namespace.clone(), name.clone());
             let record = RevisionStore::new(&session.client, &app)
                 .load(number)
                 .await?;
             let desired = engine::desired_from_record(&record, &app)?;
-            (app, desired)
+            (app, desired, Vec::new())
         }
         _ => {
             let (target, desired) = load(&session, &args.target).await?;
-            (target.app, desired)
+            let created =
+                check_namespaces(&session.client, &target, &desired, args.create_namespace).await?;
+            (target.app, desired, created)
         }
     };
-    let plan = engine::plan(
+    let mut plan = engine::plan(
         &session.client,
         &session.kinds,
         &app,
@@ -173,18 +185,25 @@ pub async fn diff(
     )
     .await?
     .plan;
+    if !created.is_empty() {
+        show_created_namespaces(&mut plan, &desired.rendered.objects, &created);
+    }
     match args.output {
         DiffFormat::Diff => {
             print_plan(&plan, out, std::io::stdout().is_terminal())?;
             print_ignored(&desired, &plan, out)?;
         }
         DiffFormat::Json => {
-            serde_json::to_writer_pretty(&mut *out, &plan_json(&plan))?;
-            writeln!(out)?;
+            // Written as text: a closed pipe is then an io::Error, not an error.
+            writeln!(out, "{}", serde_json::to_string_pretty(&plan_json(&plan))?)?;
         }
     }
     if !plan.rejected.is_empty() {
-        gate(&plan, &ApplyOptions::default())?;
+        bail!(
+            "the server would reject {} object(s):\n{}",
+            plan.rejected.len(),
+            list_rejections(&plan.rejected)
+        );
     }
     Ok(if plan.has_changes() {
         ExitStatus::Attention
@@ -200,13 +219,19 @@ pub async fn sync(
 ) -> anyhow::Result<ExitStatus> {
     let session = session(global).await?;
     let (target, desired) = load(&session, &args.target).await?;
+    let missing =
+        check_namespaces(&session.client, &target, &desired, args.create_namespace).await?;
+    for namespace in &missing {
+        create_namespace(&session.client, namespace).await?;
+        writeln!(out, "created namespace {namespace} (--create-namespace)")?;
+    }
     let options = SyncOptions {
         plan: args.prune_args.plan_options(),
         apply: ApplyOptions {
             force_conflicts: !args.no_force_conflicts,
             prune: args.prune,
-            wait: !args.no_wait,
-            timeout: parse_duration(&args.timeout)?,
+            wait: !args.wait.no_wait,
+            timeout: args.wait.timeout,
             concurrency: args.prune_args.concurrency,
         },
         operation: Operation::Sync,
@@ -215,7 +240,7 @@ pub async fn sync(
         force: args.force,
         rollback_on_failure: args.rollback_on_failure,
         lock: LockOptions {
-            wait: parse_duration(&args.lock_timeout)?,
+            wait: args.lock.lock_timeout,
             ..LockOptions::default()
         },
         holder: default_holder(),
@@ -235,6 +260,183 @@ pub async fn sync(
     )
     .await?;
     report_sync(&target.app, result, out)
+}
+
+/// Why diff or sync cannot go on with the namespaces as they are.
+#[derive(Debug, thiserror::Error)]
+enum NamespaceError {
+    #[error(
+        "namespace {0} does not exist, and it holds the application's revision records: create \
+         it first (kubectl create namespace {0}, or pass --create-namespace), or add a Namespace \
+         object to the application"
+    )]
+    NoRecordNamespace(String),
+    #[error("cannot read namespace {namespace}: {reason}")]
+    Read { namespace: String, reason: String },
+    #[error("cannot create namespace {namespace}: {reason}")]
+    Create { namespace: String, reason: String },
+}
+
+/// A namespace a sync needs, and what the cluster and the set say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NeededNamespace {
+    name: String,
+    /// It holds the application's revision records.
+    records: bool,
+    exists: bool,
+    /// A Namespace object of the set creates it (the engine does, first).
+    in_set: bool,
+}
+
+/// The namespaces to create before the engine runs, in order; or the error
+/// when the records' namespace is missing and may not be created.
+fn namespaces_to_create(
+    needed: &[NeededNamespace],
+    create_namespace: bool,
+) -> Result<Vec<String>, NamespaceError> {
+    let missing = needed.iter().filter(|n| !n.exists && !n.in_set);
+    let mut create = Vec::new();
+    for namespace in missing {
+        if create_namespace {
+            create.push(namespace.name.clone());
+        } else if namespace.records {
+            return Err(NamespaceError::NoRecordNamespace(namespace.name.clone()));
+        }
+    }
+    Ok(create)
+}
+
+/// Reads whether the application's and the destination namespace exist,
+/// and decides which to create ([`namespaces_to_create`]).
+async fn check_namespaces(
+    client: &kube::Client,
+    target: &engine::Target,
+    desired: &engine::Desired,
+    create_namespace: bool,
+) -> Result<Vec<String>, NamespaceError> {
+    let in_set: BTreeSet<&str> = desired
+        .rendered
+        .objects
+        .iter()
+        .filter(|o| o.id.group.is_empty() && o.id.kind == "Namespace")
+        .map(|o| o.id.name.as_str())
+        .collect();
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let mut needed: Vec<NeededNamespace> = Vec::new();
+    for (name, records) in [(&target.app.namespace, true), (&target.namespace, false)] {
+        if name.is_empty() || needed.iter().any(|n| &n.name == name) {
+            continue;
+        }
+        let exists = api
+            .get_opt(name)
+            .await
+            .map_err(|e| NamespaceError::Read {
+                namespace: name.clone(),
+                reason: cluster::explain(&e),
+            })?
+            .is_some();
+        needed.push(NeededNamespace {
+            name: name.clone(),
+            records,
+            exists,
+            in_set: in_set.contains(name.as_str()),
+        });
+    }
+    namespaces_to_create(&needed, create_namespace)
+}
+
+/// The Namespace `--create-namespace` creates: windlass's, but no
+/// application's (it carries no application identity, so no prune takes it).
+fn namespace_manifest(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": name, "labels": { LABEL_MANAGED_BY: MANAGED_BY } },
+    })
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) -> Result<(), NamespaceError> {
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER);
+    api.patch(
+        name,
+        &params,
+        &kube::api::Patch::Apply(&namespace_manifest(name)),
+    )
+    .await
+    .map_err(|e| NamespaceError::Create {
+        namespace: name.to_string(),
+        reason: cluster::explain(&e),
+    })?;
+    Ok(())
+}
+
+/// `diff --create-namespace`: the namespaces sync would create come first
+/// in the plan, and objects the server could not dry-run only because their
+/// namespace does not exist yet are shown as created (apply validates them
+/// once the namespace exists, as for a Namespace of the set).
+fn show_created_namespaces(plan: &mut Plan, desired: &[RenderedObject], created: &[String]) {
+    let mut changes: Vec<Change> = created
+        .iter()
+        .map(|name| deferred(namespace_id(name), namespace_manifest(name), String::new()))
+        .collect();
+    let (waiting, rejected): (Vec<Rejection>, Vec<Rejection>) = std::mem::take(&mut plan.rejected)
+        .into_iter()
+        .partition(|r| waits_for_namespace(r, created));
+    plan.rejected = rejected;
+    for rejection in waiting {
+        if let Some(object) = desired.iter().find(|o| o.id == rejection.id) {
+            let mut stamped = object.object.clone();
+            stamp(&mut stamped, &plan.app, &object.digest);
+            changes.push(deferred(object.id.clone(), stamped, object.digest.clone()));
+        }
+    }
+    changes.append(&mut plan.changes);
+    plan.changes = changes;
+}
+
+fn namespace_id(name: &str) -> ObjectId {
+    ObjectId {
+        group: String::new(),
+        version: "v1".into(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: name.to_string(),
+    }
+}
+
+/// A change planned without a dry-run (its namespace does not exist yet).
+fn deferred(id: ObjectId, desired: serde_json::Value, digest: String) -> Change {
+    Change {
+        id,
+        action: Action::Deferred,
+        desired,
+        digest,
+        live: None,
+        dry_run: None,
+        conflicts: Vec::new(),
+        kind: None,
+        ignored: Vec::new(),
+    }
+}
+
+/// Whether the server refused `rejection` only because its namespace, one
+/// of `created`, does not exist (yet).
+fn waits_for_namespace(rejection: &Rejection, created: &[String]) -> bool {
+    rejection.id.namespace.as_ref().is_some_and(|namespace| {
+        created.contains(namespace)
+            && rejection
+                .message
+                .contains(&format!("namespaces \"{namespace}\" not found"))
+    })
+}
+
+fn list_rejections(rejections: &[Rejection]) -> String {
+    rejections
+        .iter()
+        .map(|r| format!("  {} ({}): {}", display_name(&r.id), r.origin, r.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Prints how a sync or rollback ended; a failure is an error (exit 2).
@@ -397,4 +599,80 @@ fn plan_json(plan: &Plan) -> serde_json::Value {
         "pruneRefused": plan.prune_refused.as_ref().map(|r| r.to_string()),
         "rejected": rejected,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needed(name: &str, records: bool, exists: bool, in_set: bool) -> NeededNamespace {
+        NeededNamespace {
+            name: name.into(),
+            records,
+            exists,
+            in_set,
+        }
+    }
+
+    #[test]
+    fn a_missing_records_namespace_is_an_error_unless_it_may_be_created() {
+        let missing = [needed("team-a", true, false, false)];
+        let error = namespaces_to_create(&missing, false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("namespace team-a does not exist, and it holds the application's"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--create-namespace"), "{error}");
+        assert_eq!(
+            namespaces_to_create(&missing, true).unwrap(),
+            vec!["team-a".to_string()]
+        );
+    }
+
+    #[test]
+    fn namespaces_that_exist_or_come_with_the_set_are_not_created() {
+        let namespaces = [
+            needed("records", true, true, false),
+            needed("destination", false, false, true),
+        ];
+        assert!(namespaces_to_create(&namespaces, false).unwrap().is_empty());
+        assert!(namespaces_to_create(&namespaces, true).unwrap().is_empty());
+        // A missing destination alone is the server's to reject, unless created.
+        let destination = [
+            needed("records", true, true, false),
+            needed("web", false, false, false),
+        ];
+        assert!(
+            namespaces_to_create(&destination, false)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(namespaces_to_create(&destination, true).unwrap(), ["web"]);
+    }
+
+    #[test]
+    fn only_a_refusal_for_the_missing_namespace_waits_for_it() {
+        let id = |namespace: &str| ObjectId {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some(namespace.into()),
+            name: "a".into(),
+        };
+        let rejection = |namespace: &str, message: &str| Rejection {
+            id: id(namespace),
+            origin: "a.yaml".into(),
+            message: message.into(),
+        };
+        let created = ["new".to_string()];
+        let not_found = "namespaces \"new\" not found (NotFound, 404)";
+        assert!(waits_for_namespace(&rejection("new", not_found), &created));
+        assert!(!waits_for_namespace(
+            &rejection("new", "ConfigMap.data: invalid value"),
+            &created
+        ));
+        assert!(!waits_for_namespace(&rejection("old", not_found), &created));
+    }
 }

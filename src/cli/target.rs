@@ -1,19 +1,21 @@
 //! Which application a verb works on, in one of three ways:
 //!
 //! ```text
-//!   -f app.yaml                      an Application manifest (the controller's CRD)
+//!   --app-file app.yaml              an Application manifest (the controller's CRD)
 //!   --repo R --ref F --path P ...    flags, read through the git source module
 //!   --dir PATH                       a plain local directory (CI on a pull request)
 //! ```
 //!
-//! Also the credential flags that `windlass source` shares.
+//! plus the values group (`-f/--values`, `--set`, ...; see `args.rs`). Also
+//! the credential flags that `windlass source` shares.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use super::args::{APPLICATION, GIT, ValuesArgs, parse_duration_flag};
 use crate::identity::AppIdentity;
-use crate::render::{SetValue, ValuesLayer};
 use crate::source::{Credentials, HostKeys, Repo, Secret, SourceCache, SourceOptions};
 use crate::spec::Application;
 use crate::sync::engine::{SourceSpec, Target};
@@ -22,26 +24,26 @@ use crate::sync::engine::{SourceSpec, Target};
 #[derive(Debug, Clone, clap::Args)]
 pub struct CredentialArgs {
     /// User name for HTTP(S) basic authentication.
-    #[arg(long, value_name = "USER", requires = "password_env")]
+    #[arg(help_heading = GIT, long, value_name = "USER", requires = "password_env")]
     pub username: Option<String>,
     /// Name of the environment variable that holds the HTTP(S) password or token.
-    #[arg(long, value_name = "VAR", requires = "username")]
+    #[arg(help_heading = GIT, long, value_name = "VAR", requires = "username")]
     pub password_env: Option<String>,
     /// SSH private key file.
-    #[arg(long, value_name = "FILE", conflicts_with = "username")]
+    #[arg(help_heading = GIT, long, value_name = "FILE", conflicts_with = "username")]
     pub ssh_key: Option<PathBuf>,
     /// Name of the environment variable that holds the SSH key's passphrase.
-    #[arg(long, value_name = "VAR", requires = "ssh_key")]
+    #[arg(help_heading = GIT, long, value_name = "VAR", requires = "ssh_key")]
     pub ssh_key_passphrase_env: Option<String>,
     /// known_hosts file with the server's SSH host key (OpenSSH format).
-    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    #[arg(help_heading = GIT, long, value_name = "FILE", requires = "ssh_key")]
     pub known_hosts: Option<PathBuf>,
     /// Accept any SSH host key. Allows a man in the middle; for testing only.
-    #[arg(long, requires = "ssh_key", conflicts_with = "known_hosts")]
+    #[arg(help_heading = GIT, long, requires = "ssh_key", conflicts_with = "known_hosts")]
     pub insecure_ignore_host_key: bool,
     /// Mirror cache directory (default: $WINDLASS_GIT_CACHE, else
     /// ~/.cache/windlass/git).
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = GIT, long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -86,7 +88,7 @@ impl CredentialArgs {
         })
     }
 
-    pub fn cache(&self, timeout: std::time::Duration) -> SourceCache {
+    pub fn cache(&self, timeout: Duration) -> SourceCache {
         let mut options = SourceOptions::new(
             self.cache_dir
                 .clone()
@@ -101,44 +103,37 @@ pub fn from_env(var: &str) -> anyhow::Result<String> {
     std::env::var(var).with_context(|| format!("environment variable {var} is not set"))
 }
 
+/// The application: from a manifest, a repository or a directory, with
+/// its values.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// An Application manifest (YAML).
-    #[arg(short = 'f', long = "file", value_name = "APP.yaml", conflicts_with_all = ["repo", "dir"])]
-    pub file: Option<PathBuf>,
+    /// An Application manifest (YAML). `--file` is the old name; `-f` is
+    /// --values, as in Helm.
+    #[arg(help_heading = APPLICATION, long = "app-file", alias = "file", value_name = "APP.yaml", conflicts_with_all = ["repo", "dir"])]
+    pub app_file: Option<PathBuf>,
     /// Git repository (URL or local path).
-    #[arg(long, value_name = "REPO", conflicts_with = "dir")]
+    #[arg(help_heading = APPLICATION, long, value_name = "REPO", conflicts_with = "dir")]
     pub repo: Option<String>,
     /// Branch, tag, commit, full ref or semver range (with --repo).
-    #[arg(long = "ref", value_name = "REF", requires = "repo")]
+    #[arg(help_heading = APPLICATION, long = "ref", value_name = "REF", requires = "repo")]
     pub reference: Option<String>,
     /// Directory inside the repository (with --repo).
-    #[arg(long, value_name = "PATH", requires = "repo")]
+    #[arg(help_heading = APPLICATION, long, value_name = "PATH", requires = "repo")]
     pub path: Option<String>,
     /// A plain local directory instead of a repository.
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = APPLICATION, long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Environment: selects values/<ENV>.yaml of a chart.
-    #[arg(long = "env", value_name = "ENV")]
-    pub environment: Option<String>,
     /// Application name (default: the directory's or repository path's last part).
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = APPLICATION, long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Set values (typed: numbers, booleans, null) in Helm's syntax, e.g.
-    /// --set image.tag=1.2,replicas=3 or --set hosts={a,b}.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Set values as strings; the same syntax as --set.
-    #[arg(long = "set-string", value_name = "KEY=VALUE")]
-    pub set_string: Vec<String>,
-    /// A values file, above the chart's and the environment's.
-    #[arg(long = "values", value_name = "FILE")]
-    pub values_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub values: ValuesArgs,
     #[command(flatten)]
     pub credentials: CredentialArgs,
-    /// Longest a git network operation may take, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
-    pub git_timeout: u64,
+    /// Longest a git network operation may take: a Go duration (90s, 2m)
+    /// or seconds.
+    #[arg(help_heading = GIT, long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_flag)]
+    pub git_timeout: Duration,
 }
 
 impl TargetArgs {
@@ -146,7 +141,7 @@ impl TargetArgs {
     pub async fn target(&self, client: &kube::Client, namespace: &str) -> anyhow::Result<Target> {
         let mut values = Vec::new();
         let mut ignore = Vec::new();
-        let (app, destination, source, mut environment) = if let Some(file) = &self.file {
+        let (app, destination, source, mut environment) = if let Some(file) = &self.app_file {
             let application = read_application(file)?;
             let mut application = application;
             if application.metadata.namespace.is_none() {
@@ -204,29 +199,13 @@ impl TargetArgs {
                 None,
             )
         } else {
-            bail!(
-                "say which application: -f app.yaml, --repo REPO [--ref REF --path PATH], or --dir DIR"
-            );
+            bail!("{}", self.which_application_hint());
         };
-        if self.environment.is_some() {
-            environment = self.environment.clone();
+        if self.values.environment.is_some() {
+            environment = self.values.environment.clone();
         }
-        for file in &self.values_files {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read values file {}", file.display()))?;
-            values.push(ValuesLayer::from_yaml(
-                &file.display().to_string(),
-                &text,
-                &Default::default(),
-            )?);
-        }
-        let mut set = Vec::new();
-        for arg in &self.set {
-            set.extend(SetValue::parse(arg)?);
-        }
-        for arg in &self.set_string {
-            set.extend(SetValue::parse_string(arg)?);
-        }
+        values.extend(self.values.layers(&Default::default())?);
+        let set = self.values.set_values()?;
         Ok(Target {
             release_name: Some(app.name.clone()),
             app,
@@ -237,6 +216,30 @@ impl TargetArgs {
             set,
             ignore,
         })
+    }
+}
+
+impl TargetArgs {
+    /// What to say when no application was named. Someone who passed the
+    /// Application manifest with `-f` (its meaning before `-f` became
+    /// --values) is told so.
+    fn which_application_hint(&self) -> String {
+        let usage = "say which application: --app-file app.yaml, --repo REPO [--ref REF --path \
+                     PATH], or --dir DIR";
+        let manifest = self.values.values_files.iter().find(|file| {
+            std::fs::read_to_string(file).is_ok_and(|text| {
+                text.lines()
+                    .any(|line| line.trim_end() == "kind: Application")
+            })
+        });
+        match manifest {
+            Some(file) => format!(
+                "{usage} ({} is an Application manifest: pass it with --app-file; -f is \
+                 --values, as in Helm)",
+                file.display()
+            ),
+            None => usage.to_string(),
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! because it may have just been created by a CRD; the refresh is rate-limited
 //! so that a set full of unknown kinds does not hammer the server.
 //!
+//! When a kind is not served in the asked version, [`Kinds::versions_serving`]
+//! names the versions it is served in, for the error.
+//!
 //! `Kinds` also answers render's [`ScopeLookup`], so that rendering against
 //! a cluster knows which kinds are cluster-scoped, and gives templates their
 //! `capabilities`: the server's version (read once, with the first
@@ -101,6 +104,14 @@ impl Kinds {
         lookup(&state.discovery, id)
     }
 
+    /// Every `group/version` the server serves a kind called `kind` in
+    /// (any group), sorted: for an error that says where a kind moved
+    /// (`PodDisruptionBudget` in `policy/v1beta1` → `policy/v1`).
+    pub fn versions_serving(&self, kind: &str) -> Vec<String> {
+        let state = self.state.read().expect("discovery lock");
+        versions_serving(&state.discovery, kind)
+    }
+
     /// The kind, refreshing discovery once when it is unknown.
     pub async fn resolve(&self, id: &ObjectId) -> Result<Option<Kind>, DiscoveryError> {
         if let Some(kind) = self.cached(id) {
@@ -168,11 +179,7 @@ fn api_versions(discovery: &Discovery) -> Vec<String> {
     let mut entries = Vec::new();
     for group in discovery.groups() {
         for version in group.versions() {
-            let group_version = if group.name().is_empty() {
-                version.to_string()
-            } else {
-                format!("{}/{version}", group.name())
-            };
+            let group_version = group_version(group.name(), version);
             for (resource, _) in group.versioned_resources(version) {
                 entries.push(format!("{group_version}/{}", resource.kind));
             }
@@ -182,6 +189,33 @@ fn api_versions(discovery: &Discovery) -> Vec<String> {
     entries.sort();
     entries.dedup();
     entries
+}
+
+fn versions_serving(discovery: &Discovery, kind: &str) -> Vec<String> {
+    let mut versions = Vec::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            if group
+                .versioned_resources(version)
+                .iter()
+                .any(|(resource, _)| resource.kind == kind)
+            {
+                versions.push(group_version(group.name(), version));
+            }
+        }
+    }
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// `group/version`, or just `version` for the core group.
+fn group_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
 }
 
 fn lookup(discovery: &Discovery, id: &ObjectId) -> Option<Kind> {

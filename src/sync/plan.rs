@@ -183,15 +183,17 @@ pub enum PlanError {
     #[error("{0}")]
     Discovery(#[from] super::kinds::DiscoveryError),
     #[error(
-        "{origin}: {api_version} {kind} `{name}`: the server does not know kind {kind} in \
-         {api_version}, and no CustomResourceDefinition in this set defines it; install the \
-         CRD first, or check apiVersion and kind"
+        "{origin}: {api_version} {kind} `{name}`: {}",
+        unknown_kind_reason(.api_version, .kind, .served)
     )]
     UnknownKind {
         origin: String,
         api_version: String,
         kind: String,
         name: String,
+        /// The `group/version`s the server serves this kind in (none: it
+        /// does not know the kind at all).
+        served: Vec<String>,
     },
     #[error("listing {what}")]
     List {
@@ -201,6 +203,24 @@ pub enum PlanError {
     },
     #[error(transparent)]
     Get(#[from] super::api::GetError),
+}
+
+/// Why an object's kind cannot be planned: where the server serves the
+/// kind instead, or that nothing serves it.
+fn unknown_kind_reason(api_version: &str, kind: &str, served: &[String]) -> String {
+    if served.is_empty() {
+        format!(
+            "the server does not know kind {kind} in {api_version}, and no \
+             CustomResourceDefinition in this set defines it; install the CRD first, or check \
+             apiVersion and kind"
+        )
+    } else {
+        format!(
+            "the server does not serve {kind} in {api_version}; the server serves {kind} as {}: \
+             change the apiVersion",
+            served.join(", ")
+        )
+    }
 }
 
 /// Plans the desired objects against the cluster.
@@ -230,6 +250,7 @@ pub async fn plan(
                 api_version: object.id.api_version(),
                 kind: object.id.kind.clone(),
                 name: object.id.name.clone(),
+                served: kinds.versions_serving(&object.id.kind),
             });
         }
         let mut stamped = object.object.clone();
@@ -627,6 +648,21 @@ mod tests {
 
     fn live(digest: &str, managed: Value) -> Value {
         json!({ "metadata": { "annotations": { ANNOTATION_DIGEST: digest }, "managedFields": managed } })
+    }
+
+    #[test]
+    fn an_unknown_kind_names_the_versions_the_server_serves_it_in() {
+        let moved = unknown_kind_reason(
+            "policy/v1beta1",
+            "PodDisruptionBudget",
+            &["policy/v1".to_string()],
+        );
+        assert!(
+            moved.contains("the server serves PodDisruptionBudget as policy/v1"),
+            "{moved}"
+        );
+        let unknown = unknown_kind_reason("example.com/v1", "Widget", &[]);
+        assert!(unknown.contains("install the CRD first"), "{unknown}");
     }
 
     #[test]
