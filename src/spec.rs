@@ -151,6 +151,11 @@ pub struct SyncPolicy {
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<SyncWindow>,
+    /// Accept a render with no objects (and prune everything it had):
+    /// otherwise an empty render is an error, as it is far more often a
+    /// wrong path than an intent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
 }
 
 /// A time window that allows or denies automated syncs: active from each

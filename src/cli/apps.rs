@@ -27,9 +27,9 @@ pub struct GetArgs {
 pub struct ReconcileArgs {
     /// The Application.
     pub name: String,
-    /// How long to wait for the controller's result, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub timeout: u64,
+    /// How long to wait for the controller's result (a Go duration, or seconds).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = super::args::parse_duration_flag)]
+    pub timeout: Duration,
     /// Sync even while a sync window (`spec.sync.windows`) is closed; for
     /// this request only.
     #[arg(long)]
@@ -214,7 +214,7 @@ pub async fn reconcile(
     )?;
     out.flush()?;
 
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let deadline = Instant::now() + args.timeout;
     loop {
         let app = api
             .get(&args.name)
@@ -245,7 +245,7 @@ pub async fn reconcile(
         if Instant::now() >= deadline {
             bail!(
                 "the controller did not handle the request within {}s: is `windlass controller` running?",
-                args.timeout
+                args.timeout.as_secs()
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

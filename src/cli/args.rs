@@ -181,3 +181,33 @@ mod tests {
         assert!(parse_duration_flag("-5").is_err());
     }
 }
+
+const RENDERERS: &str = "Renderers";
+
+/// Where the external renderers are (default: $WINDLASS_KUSTOMIZE_BIN /
+/// $WINDLASS_HELM_BIN, then PATH, then the windlass cache's tools, which
+/// `deploy/local/tools.sh build` fills).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RenderToolArgs {
+    /// The kustomize binary for directories with a kustomization.yaml.
+    #[arg(help_heading = RENDERERS, long, value_name = "PATH", env = "WINDLASS_KUSTOMIZE_BIN")]
+    pub kustomize_bin: Option<PathBuf>,
+    /// The helm binary for Helm charts (`helm template`).
+    #[arg(help_heading = RENDERERS, long, value_name = "PATH", env = "WINDLASS_HELM_BIN")]
+    pub helm_bin: Option<PathBuf>,
+}
+
+impl RenderToolArgs {
+    /// The tools to render with: these flags over what
+    /// [`crate::render::tool::ToolPaths::resolve`] finds.
+    pub fn tools(&self) -> crate::render::tool::ExternalTools {
+        let mut paths = crate::render::tool::ToolPaths::resolve();
+        if let Some(path) = &self.kustomize_bin {
+            paths.kustomize = Some(path.clone());
+        }
+        if let Some(path) = &self.helm_bin {
+            paths.helm = Some(path.clone());
+        }
+        crate::render::tool::ExternalTools::new(paths)
+    }
+}

@@ -55,6 +55,9 @@ pub struct Args {
     /// The largest webhook body accepted (bytes); larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub webhook_body_limit: usize,
+
+    #[command(flatten)]
+    pub renderers: super::args::RenderToolArgs,
 }
 
 pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus> {
@@ -91,6 +94,7 @@ pub async fn run(global: &GlobalArgs, args: &Args) -> anyhow::Result<ExitStatus>
         discovery_refresh: args.discovery_refresh,
         webhook_secret_file: args.webhook_secret_file.clone(),
         webhook_body_limit: args.webhook_body_limit,
+        tools: std::sync::Arc::new(args.renderers.tools()),
     };
     controller::run(connection.client, metrics, options).await?;
     Ok(ExitStatus::Success)

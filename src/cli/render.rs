@@ -57,11 +57,22 @@ pub struct Args {
     /// Print the values of Secrets instead of masking them.
     #[arg(long)]
     pub show_secrets: bool,
+
+    /// Accept a render with no objects (an error otherwise: a wrong path or
+    /// a chart whose templates all rendered empty is far likelier).
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    #[command(flatten)]
+    pub renderers: super::args::RenderToolArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &Args, out: &mut impl Write) -> anyhow::Result<ExitStatus> {
     let rendered = render_args(global, args)
         .with_context(|| format!("cannot render {}", args.path.display()))?;
+    if let Some(line) = render::helm::hooks_message(&rendered.skipped_hooks) {
+        eprintln!("{line}");
+    }
     write_objects(&rendered, args.output, args.show_secrets, out)?;
     out.flush()?;
     eprintln!(
@@ -89,6 +100,9 @@ fn render_args(global: &GlobalArgs, args: &Args) -> anyhow::Result<Rendered> {
     input.name = args.name.clone().or_else(|| default_name(&args.path));
     input.values = args.values.layers(&input.limits)?;
     input.set = args.values.set_values()?;
+    input.allow_empty = args.allow_empty;
+    let tools = args.renderers.tools();
+    input.tools = Some(&tools);
     Ok(render::render(&input)?)
 }
 

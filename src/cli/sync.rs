@@ -133,10 +133,15 @@ pub(super) struct Session {
 async fn load(
     session: &Session,
     args: &TargetArgs,
+    allow_empty: bool,
 ) -> anyhow::Result<(engine::Target, engine::Desired)> {
-    let target = args.target(&session.client, &session.namespace).await?;
+    let mut target = args.target(&session.client, &session.namespace).await?;
+    target.allow_empty |= allow_empty;
     let cache = args.credentials.cache(args.git_timeout);
     let desired = engine::load_desired(&target, &cache, Some(session.kinds.clone())).await?;
+    if let Some(line) = crate::render::helm::hooks_message(&desired.rendered.skipped_hooks) {
+        eprintln!("{line}");
+    }
     Ok((target, desired))
 }
 
@@ -170,7 +175,7 @@ pub async fn diff(
             (app, desired, Vec::new())
         }
         _ => {
-            let (target, desired) = load(&session, &args.target).await?;
+            let (target, desired) = load(&session, &args.target, args.prune.allow_empty).await?;
             let created =
                 check_namespaces(&session.client, &target, &desired, args.create_namespace).await?;
             (target.app, desired, created)
@@ -218,7 +223,7 @@ pub async fn sync(
     out: &mut impl Write,
 ) -> anyhow::Result<ExitStatus> {
     let session = session(global).await?;
-    let (target, desired) = load(&session, &args.target).await?;
+    let (target, desired) = load(&session, &args.target, args.prune_args.allow_empty).await?;
     let missing =
         check_namespaces(&session.client, &target, &desired, args.create_namespace).await?;
     for namespace in &missing {

@@ -130,6 +130,8 @@ pub struct TargetArgs {
     pub values: ValuesArgs,
     #[command(flatten)]
     pub credentials: CredentialArgs,
+    #[command(flatten)]
+    pub renderers: super::args::RenderToolArgs,
     /// Longest a git network operation may take: a Go duration (90s, 2m)
     /// or seconds.
     #[arg(help_heading = GIT, long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_flag)]
@@ -141,6 +143,7 @@ impl TargetArgs {
     pub async fn target(&self, client: &kube::Client, namespace: &str) -> anyhow::Result<Target> {
         let mut values = Vec::new();
         let mut ignore = Vec::new();
+        let mut allow_empty = false;
         let (app, destination, source, mut environment) = if let Some(file) = &self.app_file {
             let application = read_application(file)?;
             let mut application = application;
@@ -163,6 +166,7 @@ impl TargetArgs {
                 Target::from_application(&application, credentials, &file.display().to_string())?;
             values = target.values;
             ignore = target.ignore;
+            allow_empty = target.allow_empty;
             (
                 target.app,
                 target.namespace,
@@ -215,6 +219,8 @@ impl TargetArgs {
             values,
             set,
             ignore,
+            tools: Some(std::sync::Arc::new(self.renderers.tools())),
+            allow_empty,
         })
     }
 }

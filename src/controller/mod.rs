@@ -91,6 +91,8 @@ pub struct ControllerOptions {
     pub webhook_secret_file: Option<std::path::PathBuf>,
     /// The largest webhook body accepted.
     pub webhook_body_limit: usize,
+    /// kustomize and helm.
+    pub tools: Arc<crate::render::tool::ExternalTools>,
 }
 
 /// Runs until a shutdown signal (or, with leader election, until the Lease
@@ -193,6 +195,7 @@ pub async fn run(
         options.discovery_refresh,
         watches,
     ));
+    let _ = context.tools.set(options.tools.clone());
     let _ = shared_context.set(context.clone());
     ready.store(true, Ordering::Relaxed);
 

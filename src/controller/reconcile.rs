@@ -80,6 +80,8 @@ pub struct Context {
     pub watches: Arc<super::watches::Watches>,
     /// Applications a watch event woke, not reconciled since.
     pub drift_events: super::watches::DriftEvents,
+    /// kustomize and helm, as the controller's flags name them.
+    pub tools: std::sync::OnceLock<Arc<crate::render::tool::ExternalTools>>,
 }
 
 impl Context {
@@ -110,6 +112,7 @@ impl Context {
             memory: Mutex::default(),
             drift_events: watches.events(),
             watches,
+            tools: std::sync::OnceLock::new(),
         }
     }
 
@@ -564,12 +567,14 @@ pub(super) async fn target(
         }
         None => Credentials::None,
     };
-    Target::from_application(
+    let mut target = Target::from_application(
         application,
         credentials,
         &format!("Application {}", key(application)),
     )
-    .map_err(|e| Failure::new(Reason::SourceFailed, format!("git: {}", chain(&e))))
+    .map_err(|e| Failure::new(Reason::SourceFailed, format!("git: {}", chain(&e))))?;
+    target.tools = context.tools.get().cloned();
+    Ok(target)
 }
 
 /// Resolves the Application's ref (one fetch when it moved), from a ref
@@ -697,6 +702,9 @@ async fn desired(
         Some(context.kinds.clone()),
     )
     .await?;
+    if let Some(line) = crate::render::helm::hooks_message(&desired.rendered.skipped_hooks) {
+        info!("{line}");
+    }
     let rendered = Arc::new(RenderedSource {
         generation,
         commit: resolved.commit,

@@ -68,6 +68,12 @@ pub struct Target {
     pub release_name: Option<String>,
     /// `spec.ignoreDifferences`.
     pub ignore: Vec<IgnoreDifference>,
+    /// kustomize and helm (`None`: found the default way, see
+    /// [`render::tool::ToolPaths::resolve`]).
+    pub tools: Option<Arc<render::tool::ExternalTools>>,
+    /// A render with no objects is what is meant (`--allow-empty`,
+    /// `spec.sync.allowEmpty`); it may prune everything.
+    pub allow_empty: bool,
 }
 
 impl Target {
@@ -111,6 +117,8 @@ impl Target {
             set: Vec::new(),
             release_name: Some(name),
             ignore: spec.ignore_differences.clone(),
+            tools: None,
+            allow_empty: spec.sync.allow_empty,
         })
     }
 }
@@ -280,8 +288,8 @@ async fn render_tree<T: render::FileTree + 'static>(
         input.environment = target.environment.clone();
         input.values = target.values.clone();
         input.set = target.set.clone();
-        // An empty render is refused by prune's own guard (--allow-empty).
-        input.allow_empty = true;
+        input.allow_empty = target.allow_empty;
+        input.tools = target.tools.as_deref();
         input.git = git;
         input.scopes = kinds.as_deref().map(|k| k as &dyn render::ScopeLookup);
         input.capabilities = kinds
