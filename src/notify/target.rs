@@ -207,15 +207,33 @@ impl Target {
         self.events.contains(&kind)
     }
 
-    /// Every secret value this target holds, to scrub from error texts.
+    /// Every secret value this target holds, to scrub from error texts: a
+    /// URL also by its path (a receiver may echo the path it was called on,
+    /// and in a Slack or Teams URL the path is the credential).
     pub(crate) fn secret_values(&self) -> Vec<&str> {
-        [&self.address, &self.token, &self.hmac_key, &self.api_url]
+        let mut values = Vec::new();
+        for secret in [&self.address, &self.token, &self.hmac_key, &self.api_url]
             .into_iter()
             .flatten()
-            .map(Secret::expose)
-            .filter(|value| !value.is_empty())
-            .collect()
+        {
+            let value = secret.expose();
+            values.push(value);
+            if let Some(path) = url_path(value) {
+                values.push(path);
+                values.push(path.trim_start_matches('/'));
+            }
+        }
+        values.retain(|value| value.len() > 1);
+        // Longest first, so a part never breaks up a whole.
+        values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        values
     }
+}
+
+/// `/services/T0/B0/x?y` of `https://host/services/T0/B0/x?y`.
+fn url_path(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    rest.find('/').map(|at| &rest[at..])
 }
 
 fn is_http_url(text: &str) -> bool {
@@ -368,6 +386,16 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{target:?}");
+        assert_eq!(
+            target.secret_values(),
+            [
+                "https://hooks.example.com/p4th",
+                "/p4th",
+                "t0ken",
+                "p4th",
+                "hm4c"
+            ]
+        );
         for secret in ["p4th", "t0ken", "hm4c", "hooks.example.com"] {
             assert!(!shown.contains(secret), "{shown}");
         }

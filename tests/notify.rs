@@ -1,0 +1,704 @@
+//! Notifications end to end: a real HTTP receiver on 127.0.0.1 takes what
+//! the `Notifier` sends for each provider, and answers as the test wants
+//! (2xx, 4xx, 5xx, or not at all).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::broadcast;
+
+use windlass::notify::{
+    Clock, DriftedField, Event, EventKind, Notifier, NotifierOptions, Outcome, Provider, Target,
+};
+use windlass::spec::{LocalObjectReference, Notification};
+
+const COMMIT: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Received {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no header {name}: {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+/// How the receiver answers.
+#[derive(Clone)]
+enum Answer {
+    /// These statuses in turn, then 200.
+    Statuses(Arc<Mutex<VecDeque<u16>>>),
+    /// 500 with this body, every time.
+    AlwaysFail(&'static str),
+    /// Never: the request hangs.
+    Hang,
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    received: Arc<Mutex<Vec<Received>>>,
+    answer: Answer,
+}
+
+struct Receiver {
+    address: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(answer: Answer) -> Receiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = ReceiverState {
+            received: received.clone(),
+            answer,
+        };
+        let app = Router::new().fallback(record).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { address, received }
+    }
+
+    async fn answering(statuses: &[u16]) -> Receiver {
+        Receiver::start(Answer::Statuses(Arc::new(Mutex::new(
+            statuses.iter().copied().collect(),
+        ))))
+        .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn only(&self) -> Received {
+        let received = self.received();
+        assert_eq!(received.len(), 1, "{received:#?}");
+        received[0].clone()
+    }
+}
+
+async fn record(
+    State(state): State<ReceiverState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    state.received.lock().unwrap().push(Received {
+        method,
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
+        headers,
+        body,
+    });
+    match state.answer {
+        Answer::Statuses(statuses) => {
+            let code = statuses.lock().unwrap().pop_front().unwrap_or(200);
+            (StatusCode::from_u16(code).unwrap(), String::new())
+        }
+        Answer::AlwaysFail(body) => (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()),
+        Answer::Hang => std::future::pending().await,
+    }
+}
+
+fn target(provider: Provider, secret: &[(&str, &str)]) -> Target {
+    let notification = Notification {
+        provider,
+        secret_ref: LocalObjectReference {
+            name: format!("{provider}-secret"),
+        },
+        events: Vec::new(),
+        api_url: None,
+        template: None,
+    };
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    Target::new(&notification, &data, None).unwrap()
+}
+
+fn event(kind: EventKind, message: &str) -> Event {
+    let mut event = Event::new("team-a", "guestbook", kind, message);
+    event.revision = Some(7);
+    event.commit = Some(COMMIT.to_string());
+    event.repo_url = Some("https://github.com/org/deploy.git".to_string());
+    event
+}
+
+/// Quick retries, so a test with retries does not wait seconds.
+fn options() -> NotifierOptions {
+    NotifierOptions {
+        first_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+        ..NotifierOptions::default()
+    }
+}
+
+/// The next outcome; a hang guard, not a timing assertion.
+async fn next(outcomes: &mut broadcast::Receiver<Outcome>) -> Outcome {
+    tokio::time::timeout(Duration::from_secs(60), outcomes.recv())
+        .await
+        .expect("a delivery ended")
+        .unwrap()
+}
+
+async fn deliver_one(target: Target, event: &Event) -> Outcome {
+    let notifier = Notifier::with_options(options());
+    let mut outcomes = notifier.outcomes();
+    let queued = notifier.notify(event, &[target]).await;
+    assert_eq!(queued.queued, 1, "{queued:?}");
+    next(&mut outcomes).await
+}
+
+#[tokio::test]
+async fn slack_gets_text_and_blocks_at_its_webhook_url() {
+    let receiver = Receiver::answering(&[]).await;
+    let slack = target(
+        Provider::Slack,
+        &[("address", &receiver.url("/services/T000/B000/XXXX"))],
+    );
+    let outcome = deliver_one(
+        slack,
+        &event(
+            EventKind::SyncFailed,
+            "apply failed: Deployment web rejected",
+        ),
+    )
+    .await;
+    assert_eq!(outcome.error, None);
+
+    let request = receiver.only();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(request.path, "/services/T000/B000/XXXX");
+    assert_eq!(request.header("content-type"), "application/json");
+    let body = request.json();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("*team-a/guestbook* sync failed"), "{text}");
+    assert!(
+        text.contains("apply failed: Deployment web rejected"),
+        "{text}"
+    );
+    let blocks = body["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "section");
+    assert_eq!(blocks[0]["text"]["type"], "mrkdwn");
+    assert_eq!(blocks[0]["text"]["text"], text);
+    assert_eq!(blocks[1]["type"], "context");
+    let context = blocks[1]["elements"][0]["text"].as_str().unwrap();
+    assert!(
+        context.contains("revision 7") && context.contains("9fceb02"),
+        "{context}"
+    );
+}
+
+#[tokio::test]
+async fn teams_gets_a_message_with_an_adaptive_card() {
+    let receiver = Receiver::answering(&[202]).await;
+    let teams = target(
+        Provider::Teams,
+        &[(
+            "address",
+            &receiver.url("/workflows/abc/triggers/manual/paths/invoke"),
+        )],
+    );
+    let mut drift = event(EventKind::DriftDetected, "1 object drifted");
+    drift.drift = vec![DriftedField {
+        object: "Deployment team-a/web".into(),
+        field: "spec.replicas".into(),
+        manager: Some("kubectl-edit".into()),
+    }];
+    let outcome = deliver_one(teams, &drift).await;
+    assert_eq!(outcome.error, None, "202 Accepted is delivered");
+
+    let body = receiver.only().json();
+    assert_eq!(body["type"], "message");
+    let attachments = body["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(
+        attachments[0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let card = &attachments[0]["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert_eq!(card["version"], "1.4");
+    let card_body = card["body"].as_array().unwrap();
+    assert_eq!(card_body[0]["type"], "TextBlock");
+    assert_eq!(card_body[0]["text"], "team-a/guestbook: drift detected");
+    assert_eq!(card_body[1]["type"], "TextBlock");
+    let text = card_body[1]["text"].as_str().unwrap();
+    assert!(
+        text.contains("`Deployment team-a/web` `spec.replicas` changed by `kubectl-edit`"),
+        "{text}"
+    );
+    assert_eq!(card_body[2]["type"], "FactSet");
+    let facts = card_body[2]["facts"].as_array().unwrap();
+    assert!(facts.contains(&serde_json::json!({ "title": "Revision", "value": "7" })));
+}
+
+#[tokio::test]
+async fn github_gets_a_commit_status_with_a_bearer_token() {
+    let receiver = Receiver::answering(&[201]).await;
+    let github = target(
+        Provider::Github,
+        &[
+            ("token", "ghp_notify_test_token"),
+            ("apiURL", &receiver.url("/api/v3/")),
+            ("address", "https://windlass.example.com/apps/guestbook"),
+        ],
+    );
+    let outcome = deliver_one(
+        github,
+        &event(EventKind::HealthDegraded, "Deployment web: 0/3 ready"),
+    )
+    .await;
+    assert_eq!(outcome.error, None);
+
+    let request = receiver.only();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(
+        request.path,
+        format!("/api/v3/repos/org/deploy/statuses/{COMMIT}")
+    );
+    assert_eq!(
+        request.header("authorization"),
+        "Bearer ghp_notify_test_token"
+    );
+    assert_eq!(request.header("accept"), "application/vnd.github+json");
+    assert!(request.header("user-agent").starts_with("windlass/"));
+    let body = request.json();
+    assert_eq!(body["state"], "failure");
+    assert_eq!(body["context"], "windlass/guestbook");
+    assert_eq!(
+        body["description"],
+        "team-a/guestbook is unhealthy: Deployment web: 0/3 ready"
+    );
+    assert_eq!(
+        body["target_url"],
+        "https://windlass.example.com/apps/guestbook"
+    );
+}
+
+#[tokio::test]
+async fn gitlab_gets_a_commit_status_in_the_query_with_a_private_token() {
+    let receiver = Receiver::answering(&[201]).await;
+    let gitlab = target(
+        Provider::Gitlab,
+        &[
+            ("token", "glpat-notify-test-token"),
+            ("apiURL", &receiver.url("/api/v4")),
+        ],
+    );
+    let mut succeeded = event(EventKind::SyncSucceeded, "3 objects applied");
+    succeeded.repo_url = Some("git@gitlab.example.com:group/sub/deploy.git".into());
+    let outcome = deliver_one(gitlab, &succeeded).await;
+    assert_eq!(outcome.error, None);
+
+    let request = receiver.only();
+    assert_eq!(request.method, Method::POST);
+    assert_eq!(
+        request.path,
+        format!("/api/v4/projects/group%2Fsub%2Fdeploy/statuses/{COMMIT}")
+    );
+    assert_eq!(request.header("private-token"), "glpat-notify-test-token");
+    assert!(request.headers.get("authorization").is_none());
+    let query: BTreeMap<String, String> = url_decode_pairs(request.query.as_deref().unwrap());
+    assert_eq!(query["state"], "success");
+    assert_eq!(query["name"], "windlass/guestbook");
+    assert_eq!(
+        query["description"],
+        "Deployed to team-a/guestbook as revision 7"
+    );
+}
+
+/// `a=b%2Fc&d=e` → {a: "b/c", d: "e"}.
+fn url_decode_pairs(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap();
+            let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8()
+                .unwrap()
+                .to_string();
+            (key.to_string(), value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_webhook_gets_json_with_the_drift_and_a_correct_signature() {
+    let receiver = Receiver::answering(&[]).await;
+    let hook = target(
+        Provider::Webhook,
+        &[
+            ("address", &receiver.url("/hooks/windlass")),
+            ("token", "webhook-bearer"),
+            ("hmacKey", "signing-key"),
+        ],
+    );
+    let mut drift = event(EventKind::DriftDetected, "2 fields drifted");
+    drift.repo_url = Some("https://deploy-bot:repo-password@github.com/org/deploy.git".into());
+    drift.drift = vec![
+        DriftedField {
+            object: "Deployment team-a/web".into(),
+            field: "spec.replicas".into(),
+            manager: Some("kubectl-edit".into()),
+        },
+        DriftedField {
+            object: "ConfigMap team-a/settings".into(),
+            field: "data.mode".into(),
+            manager: None,
+        },
+    ];
+    let outcome = deliver_one(hook, &drift).await;
+    assert_eq!(outcome.error, None);
+
+    let request = receiver.only();
+    assert_eq!(request.path, "/hooks/windlass");
+    assert_eq!(request.header("authorization"), "Bearer webhook-bearer");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"signing-key").unwrap();
+    mac.update(&request.body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(request.header("x-signature"), format!("sha256={expected}"));
+
+    let body = request.json();
+    assert_eq!(body["application"]["namespace"], "team-a");
+    assert_eq!(body["application"]["name"], "guestbook");
+    assert_eq!(body["event"], "drift-detected");
+    assert_eq!(body["revision"], 7);
+    assert_eq!(body["commit"], COMMIT);
+    assert_eq!(body["message"], "2 fields drifted");
+    assert_eq!(body["drift"][0]["object"], "Deployment team-a/web");
+    assert_eq!(body["drift"][0]["field"], "spec.replicas");
+    assert_eq!(body["drift"][0]["manager"], "kubectl-edit");
+    assert_eq!(body["drift"][1]["manager"], Value::Null);
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("ConfigMap team-a/settings data.mode"),
+        "{text}"
+    );
+    let repo = body["repoURL"].as_str().unwrap();
+    assert!(!repo.contains("repo-password"), "{repo}");
+    assert!(repo.ends_with("github.com/org/deploy.git"), "{repo}");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_the_delivery_succeeds() {
+    let receiver = Receiver::answering(&[500, 503, 429]).await;
+    let slack = target(Provider::Slack, &[("address", &receiver.url("/retry"))]);
+    let outcome = deliver_one(slack, &event(EventKind::SyncSucceeded, "ok")).await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.attempts, 4);
+    let received = receiver.received();
+    assert_eq!(received.len(), 4);
+    assert!(received.iter().all(|r| r.body == received[0].body));
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_retried() {
+    let receiver = Receiver::answering(&[400]).await;
+    let slack = target(Provider::Slack, &[("address", &receiver.url("/bad"))]);
+    let outcome = deliver_one(slack, &event(EventKind::SyncSucceeded, "ok")).await;
+    assert_eq!(outcome.attempts, 1);
+    assert_eq!(outcome.error.as_deref(), Some("HTTP 400"));
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_delivery_gives_up_after_five_attempts() {
+    let receiver = Receiver::answering(&[500, 500, 500, 500, 500, 500]).await;
+    let slack = target(Provider::Slack, &[("address", &receiver.url("/down"))]);
+    let outcome = deliver_one(slack, &event(EventKind::SyncSucceeded, "ok")).await;
+    assert_eq!(outcome.attempts, 5);
+    assert_eq!(outcome.error.as_deref(), Some("HTTP 500"));
+    assert_eq!(receiver.received().len(), 5);
+}
+
+/// A clock the test moves.
+struct ManualClock(Mutex<Instant>);
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_same_event_is_sent_once_per_five_minutes() {
+    let receiver = Receiver::answering(&[]).await;
+    let slack = target(Provider::Slack, &[("address", &receiver.url("/dedupe"))]);
+    let clock = Arc::new(ManualClock(Mutex::new(Instant::now())));
+    let notifier = Notifier::with_options(NotifierOptions {
+        clock: clock.clone(),
+        ..options()
+    });
+    let mut outcomes = notifier.outcomes();
+    let failed = event(EventKind::SyncFailed, "render failed: values.yaml line 3");
+    let targets = [slack];
+
+    assert_eq!(notifier.notify(&failed, &targets).await.queued, 1);
+    next(&mut outcomes).await;
+
+    clock.advance(Duration::from_secs(4 * 60 + 59));
+    let again = notifier.notify(&failed, &targets).await;
+    assert!(again.duplicate && again.queued == 0, "{again:?}");
+
+    // Another message is another notification.
+    let other = event(EventKind::SyncFailed, "render failed: values.yaml line 4");
+    assert_eq!(notifier.notify(&other, &targets).await.queued, 1);
+    next(&mut outcomes).await;
+
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(notifier.notify(&failed, &targets).await.queued, 1);
+    next(&mut outcomes).await;
+
+    let texts: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    assert!(
+        texts[0].contains("line 3") && texts[1].contains("line 4") && texts[2].contains("line 3")
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_notify_up() {
+    let receiver = Receiver::start(Answer::Hang).await;
+    let slack = target(Provider::Slack, &[("address", &receiver.url("/hang"))]);
+    let notifier = Notifier::with_options(NotifierOptions {
+        queue_capacity: 2,
+        concurrency: 1,
+        request_timeout: Duration::from_secs(3600),
+        ..options()
+    });
+    let targets = [slack];
+    let mut queued = 0;
+    let mut dropped = 0;
+    // Every call returns although no delivery ever finishes; once the one
+    // delivery in flight and the queue are full, the rest are dropped.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for i in 0..10 {
+            let result = notifier
+                .notify(
+                    &event(EventKind::SyncFailed, &format!("failure {i}")),
+                    &targets,
+                )
+                .await;
+            queued += result.queued;
+            dropped += result.dropped;
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("notify returns without waiting for deliveries");
+    assert!(queued >= 2, "queued {queued}");
+    assert!(dropped >= 1, "dropped {dropped}");
+    assert_eq!(queued + dropped, 10);
+    // The first delivery did reach the receiver (and hangs there).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while receiver.received().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the receiver got the first request");
+}
+
+#[tokio::test]
+async fn targets_only_take_the_events_they_list() {
+    let receiver = Receiver::answering(&[]).await;
+    let notification = Notification {
+        provider: Provider::Slack,
+        secret_ref: LocalObjectReference {
+            name: "slack".into(),
+        },
+        events: vec![EventKind::SyncFailed],
+        api_url: None,
+        template: None,
+    };
+    let data = BTreeMap::from([(
+        "address".to_string(),
+        receiver.url("/only-failures").into_bytes(),
+    )]);
+    let slack = Target::new(&notification, &data, None).unwrap();
+    let notifier = Notifier::with_options(options());
+    let queued = notifier
+        .notify(&event(EventKind::SyncSucceeded, "ok"), &[slack])
+        .await;
+    assert_eq!(queued.queued, 0);
+    assert!(!queued.duplicate);
+}
+
+#[tokio::test]
+async fn a_configmap_template_replaces_the_built_in_message() {
+    let receiver = Receiver::answering(&[]).await;
+    let notification = Notification {
+        provider: Provider::Slack,
+        secret_ref: LocalObjectReference {
+            name: "slack".into(),
+        },
+        events: Vec::new(),
+        api_url: None,
+        template: Some(windlass::spec::NotificationTemplate {
+            config_map_ref: LocalObjectReference {
+                name: "messages".into(),
+            },
+        }),
+    };
+    let data = BTreeMap::from([("address".to_string(), receiver.url("/custom").into_bytes())]);
+    let overrides = BTreeMap::from([(
+        "slack.sync-failed.hbs".to_string(),
+        "<!here> {{application.name}} is broken at {{shortCommit}}: {{message}}".to_string(),
+    )]);
+    let slack = Target::new(&notification, &data, Some(&overrides)).unwrap();
+    let outcome = deliver_one(slack, &event(EventKind::SyncFailed, "boom")).await;
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        receiver.only().json()["text"],
+        "<!here> guestbook is broken at 9fceb02: boom"
+    );
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+// Current-thread runtime: every task (dispatcher, deliveries, hyper's
+// connections) runs on this thread, where the capturing subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_never_reach_logs_or_outcomes_even_when_deliveries_fail() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // A receiver that fails and echoes a secret back in its error body.
+    let failing = Receiver::start(Answer::AlwaysFail(
+        "invalid token webhook-token-s3cr3t for hooks/T0/B0/path-s3cr3t",
+    ))
+    .await;
+    let hook_address = failing.url("/hooks/T0/B0/path-s3cr3t");
+    let hook = target(
+        Provider::Webhook,
+        &[
+            ("address", &hook_address),
+            ("token", "webhook-token-s3cr3t"),
+            ("hmacKey", "hmac-key-s3cr3t"),
+        ],
+    );
+    // A port nobody listens on: connection refused.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_address = format!(
+        "http://{}/services/T1/B1/slack-s3cr3t",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let slack = target(Provider::Slack, &[("address", &closed_address)]);
+    let github_api = Receiver::start(Answer::AlwaysFail("Bad credentials: ghp-s3cr3t")).await;
+    let github = target(
+        Provider::Github,
+        &[
+            ("token", "ghp-s3cr3t"),
+            ("apiURL", &github_api.url("/gh-s3cr3t")),
+        ],
+    );
+
+    let notifier = Notifier::with_options(NotifierOptions {
+        max_attempts: 2,
+        ..options()
+    });
+    let mut outcomes = notifier.outcomes();
+    let targets = [hook.clone(), slack.clone(), github.clone()];
+    let queued = notifier
+        .notify(&event(EventKind::SyncFailed, "boom"), &targets)
+        .await;
+    assert_eq!(queued.queued, 3);
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        let outcome = next(&mut outcomes).await;
+        errors.push(outcome.error.clone().expect("every delivery fails"));
+        errors.push(format!("{outcome:?}"));
+    }
+    for target in &targets {
+        errors.push(format!("{target:?}"));
+    }
+
+    let logs = logs.text();
+    assert!(logs.contains("notification not delivered"), "{logs}");
+    assert!(logs.contains("HTTP 500: invalid token *** for"), "{logs}");
+    for secret in [
+        "s3cr3t",
+        hook_address.as_str(),
+        closed_address.as_str(),
+        "webhook-token",
+        "hmac-key",
+    ] {
+        assert!(!logs.contains(secret), "`{secret}` in the logs:\n{logs}");
+        for error in &errors {
+            assert!(!error.contains(secret), "`{secret}` in {error}");
+        }
+    }
+}
