@@ -1,6 +1,9 @@
 //! Notifications end to end: a real HTTP receiver on 127.0.0.1 takes what
 //! the `Notifier` sends for each provider, and answers as the test wants
-//! (2xx, 4xx, 5xx, or not at all).
+//! (2xx, 4xx, 5xx, or not at all). Secrets and ConfigMaps are read from the
+//! real API server (tests/support).
+
+mod support;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use tokio::sync::broadcast;
 
 use windlass::notify::{
     Clock, DriftedField, Event, EventKind, Notifier, NotifierOptions, Outcome, Provider, Target,
+    load_targets,
 };
 use windlass::spec::{LocalObjectReference, Notification};
 
@@ -701,4 +705,77 @@ async fn secrets_never_reach_logs_or_outcomes_even_when_deliveries_fail() {
             assert!(!error.contains(secret), "`{secret}` in {error}");
         }
     }
+}
+
+#[tokio::test]
+async fn targets_load_from_the_secrets_and_configmaps_the_spec_names() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use kube::Api;
+    use kube::api::PostParams;
+
+    let receiver = Receiver::answering(&[]).await;
+    let address = receiver.url("/services/from-cluster");
+    support::with_namespace("notify", move |client, namespace| async move {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "slack-hook" },
+            "stringData": { "address": address },
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        let messages: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "messages" },
+            "data": { "slack.sync-failed.hbs": "from the ConfigMap: {{message}}" },
+        }))
+        .unwrap();
+        config_maps
+            .create(&PostParams::default(), &messages)
+            .await
+            .unwrap();
+
+        let app: windlass::spec::Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "windlass.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": "guestbook", "namespace": namespace },
+            "spec": {
+                "source": { "repoURL": "https://github.com/org/deploy.git" },
+                "notifications": [
+                    { "provider": "slack", "secretRef": { "name": "slack-hook" },
+                      "template": { "configMapRef": { "name": "messages" } } },
+                    { "provider": "github", "secretRef": { "name": "no-such-secret" } },
+                    { "provider": "teams", "secretRef": { "name": "slack-hook" },
+                      "template": { "configMapRef": { "name": "no-such-configmap" } } },
+                    { "provider": "gitlab", "secretRef": { "name": "slack-hook" } },
+                ]
+            }
+        }))
+        .unwrap();
+        let (targets, errors) = load_targets(&client, &app).await;
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                format!(
+                    "spec.notifications[1] (github): Secret `no-such-secret` not found in namespace `{namespace}`"
+                ),
+                format!(
+                    "spec.notifications[2] (teams): ConfigMap `no-such-configmap` not found in namespace `{namespace}`"
+                ),
+                "spec.notifications[3]: notification `gitlab`: Secret `slack-hook` has no key `token`; gitlab needs it".to_string(),
+            ]
+        );
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].provider(), Provider::Slack);
+
+        let notifier = Notifier::with_options(options());
+        let mut outcomes = notifier.outcomes();
+        let failed = Event::about(&app, EventKind::SyncFailed, "render failed");
+        assert_eq!(notifier.notify(&failed, &targets).await.queued, 1);
+        assert_eq!(next(&mut outcomes).await.error, None);
+        let request = receiver.only();
+        assert_eq!(request.path, "/services/from-cluster");
+        assert_eq!(request.json()["text"], "from the ConfigMap: render failed");
+    })
+    .await;
 }

@@ -217,6 +217,13 @@ impl Notifier {
                 }
             }
         }
+        if queued.queued == 0 {
+            // Nothing went out: a later identical event may try again.
+            self.recent
+                .lock()
+                .expect("dedupe lock is never poisoned")
+                .forget(event);
+        }
         queued
     }
 }
@@ -241,6 +248,10 @@ impl Dedupe {
             window,
             sent: HashMap::new(),
         }
+    }
+
+    fn forget(&mut self, event: &Event) {
+        self.sent.remove(event);
     }
 
     /// Whether `event` is new in the window ending at `now`; records it.
