@@ -779,3 +779,21 @@ async fn targets_load_from_the_secrets_and_configmaps_the_spec_names() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_commit_status_without_a_commit_is_reported_not_sent() {
+    let receiver = Receiver::answering(&[]).await;
+    let github = target(
+        Provider::Github,
+        &[("token", "t"), ("apiURL", &receiver.url("/api"))],
+    );
+    let mut no_commit = event(EventKind::SyncFailed, "git fetch failed");
+    no_commit.commit = None;
+    let outcome = deliver_one(github, &no_commit).await;
+    assert_eq!(outcome.attempts, 0);
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("cannot build the commit status: the event has no commit")
+    );
+    assert!(receiver.received().is_empty());
+}

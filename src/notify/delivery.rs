@@ -429,6 +429,8 @@ fn build_request(target: &Target, event: &Event) -> Result<Request, String> {
         Templates::built_in().render(family, event)
     });
     let text = text.map_err(|error| error.to_string())?;
+    let status_error =
+        |error: commit_status::StatusError| format!("cannot build the commit status: {error}");
     match target.provider {
         Provider::Webhook => Ok(webhook::request(
             target,
@@ -438,10 +440,13 @@ fn build_request(target: &Target, event: &Event) -> Result<Request, String> {
         )),
         Provider::Slack => Ok(slack::request(target, event, &text)),
         Provider::Teams => Ok(teams::request(target, event, &text)),
-        Provider::Github => commit_status::github_request(target, event, &text),
-        Provider::Gitlab => commit_status::gitlab_request(target, event, &text),
+        Provider::Github => {
+            commit_status::github_request(target, event, &text).map_err(status_error)
+        }
+        Provider::Gitlab => {
+            commit_status::gitlab_request(target, event, &text).map_err(status_error)
+        }
     }
-    .map_err(|error| format!("cannot build the commit status: {error}"))
 }
 
 fn describe(attempt: &Attempt) -> String {
