@@ -797,3 +797,177 @@ async fn a_commit_status_without_a_commit_is_reported_not_sent() {
     );
     assert!(receiver.received().is_empty());
 }
+
+/// A CA and a leaf certificate for 127.0.0.1 signed by it, made by the
+/// `openssl` command line: `(ca.pem, leaf.pem, leaf.key)` as PEM.
+fn test_certificates() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!("windlass-notify-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=windlass test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    ];
+    for args in steps {
+        let output = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("the openssl command line runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let pems = (read("ca.pem"), read("leaf.pem"), read("leaf.key"));
+    let _ = std::fs::remove_dir_all(&dir);
+    pems
+}
+
+/// An HTTPS receiver (hyper over tokio-rustls): answers every request 200
+/// and sends each request's method and path to the returned channel.
+async fn https_receiver(
+    leaf: &[u8],
+    key: &[u8],
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (requests, received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, requests) = (acceptor.clone(), requests.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let _ = requests.send(format!("{} {}", request.method(), request.uri()));
+                        async {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Empty::<hyper::body::Bytes>::new(),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (address, received)
+}
+
+#[tokio::test]
+async fn https_deliveries_verify_the_receiver_certificate() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let (ca, leaf, key) = test_certificates();
+    let (address, mut heads) = https_receiver(&leaf, &key).await;
+    let slack = target(
+        Provider::Slack,
+        &[("address", &format!("https://{address}/services/T/B/tls"))],
+    );
+    let event = event(EventKind::SyncSucceeded, "over TLS");
+
+    // Not trusted: the handshake fails, nothing is received.
+    let untrusting = Notifier::with_options(NotifierOptions {
+        max_attempts: 1,
+        ..options()
+    });
+    let mut outcomes = untrusting.outcomes();
+    untrusting
+        .notify(&event, std::slice::from_ref(&slack))
+        .await;
+    let refused = next(&mut outcomes).await;
+    let error = refused.error.expect("an untrusted certificate is refused");
+    assert!(
+        error.contains("invalid peer certificate: UnknownIssuer"),
+        "{error}"
+    );
+    assert!(heads.try_recv().is_err());
+
+    // Trusted through the CA.
+    let trusting = Notifier::with_options(NotifierOptions {
+        extra_roots: vec![CertificateDer::from_pem_slice(&ca).unwrap()],
+        ..options()
+    });
+    let mut outcomes = trusting.outcomes();
+    trusting.notify(&event, &[slack]).await;
+    assert_eq!(next(&mut outcomes).await.error, None);
+    assert_eq!(heads.recv().await.unwrap(), "POST /services/T/B/tls");
+}

@@ -28,6 +28,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::templates::{Family, Templates};
@@ -66,6 +67,9 @@ pub struct NotifierOptions {
     /// The same event within this window is sent once.
     pub dedupe_window: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Certificates trusted for HTTPS besides the machine's roots (a
+    /// private CA of a self-hosted GitLab or webhook receiver).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for NotifierOptions {
@@ -79,6 +83,7 @@ impl Default for NotifierOptions {
             request_timeout: Duration::from_secs(10),
             dedupe_window: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -93,6 +98,7 @@ impl std::fmt::Debug for NotifierOptions {
             .field("max_backoff", &self.max_backoff)
             .field("request_timeout", &self.request_timeout)
             .field("dedupe_window", &self.dedupe_window)
+            .field("extra_roots", &self.extra_roots.len())
             .finish_non_exhaustive()
     }
 }
@@ -157,7 +163,8 @@ impl Notifier {
         let (outcomes, _) = broadcast::channel(1024);
         let clock = options.clock.clone();
         let recent = Mutex::new(Dedupe::new(options.dedupe_window));
-        tokio::spawn(dispatch(receiver, http_client(), options, outcomes.clone()));
+        let client = http_client(&options.extra_roots);
+        tokio::spawn(dispatch(receiver, client, options, outcomes.clone()));
         Notifier {
             queue,
             recent,
@@ -527,22 +534,30 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// HTTP and HTTPS (the machine's root certificates). Without any root
-/// certificate, HTTPS deliveries fail with a certificate error; HTTP works.
-fn http_client() -> HttpClient {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_native_roots() {
-        Ok(builder) => builder,
-        Err(error) => {
-            tracing::warn!(%error, "no root certificates: https notifications will fail");
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            )
+/// HTTP and HTTPS, trusting the machine's root certificates (as
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` or the system store give them) and
+/// `extra_roots`. Without any, HTTPS deliveries fail with a certificate
+/// error; HTTP still works.
+fn http_client(extra_roots: &[CertificateDer<'static>]) -> HttpClient {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    for certificate in extra_roots {
+        if let Err(error) = roots.add(certificate.clone()) {
+            tracing::warn!(%error, "an extra root certificate for notifications is not usable");
         }
-    };
-    let connector = builder.https_or_http().enable_http1().build();
+    }
+    if roots.is_empty() {
+        tracing::warn!("no root certificates found: https notifications will fail");
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
