@@ -173,7 +173,8 @@ impl Notifier {
         }
     }
 
-    /// Every delivery's outcome from now on (for Events, metrics, tests).
+    /// Every delivery's outcome from now on (for Events, metrics, tests),
+    /// a dropped one included (`attempts` 0).
     pub fn outcomes(&self) -> broadcast::Receiver<Outcome> {
         self.outcomes.subscribe()
     }
@@ -221,6 +222,14 @@ impl Notifier {
                         secret = %target.secret_name,
                         "notification dropped: the delivery queue is full"
                     );
+                    let _ = self.outcomes.send(Outcome {
+                        application: event.application(),
+                        event: event.kind,
+                        provider: target.provider,
+                        secret: target.secret_name.clone(),
+                        attempts: 0,
+                        error: Some("dropped: the delivery queue is full".to_string()),
+                    });
                 }
             }
         }
