@@ -241,8 +241,12 @@ impl Templates {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| format!("template `{name}`"));
+        let mut context = context(event);
+        if family == Family::Slack {
+            escape_for_slack(&mut context);
+        }
         self.registry
-            .render(&name, &context(event))
+            .render(&name, &context)
             .map(|text| text.trim().to_string())
             .map_err(|e| render_error(origin, &e))
     }
@@ -301,6 +305,23 @@ pub(crate) fn context(event: &Event) -> Value {
         "message": event.message,
         "drift": event.drift,
     })
+}
+
+/// Slack reads `<…>` as links and mentions and `&` as an entity: in the
+/// values (not in the template's own text, where `<!here>` is meant) those
+/// three become `&lt;`, `&gt;` and `&amp;`, as Slack asks.
+fn escape_for_slack(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            *text = text
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+        }
+        Value::Array(items) => items.iter_mut().for_each(escape_for_slack),
+        Value::Object(map) => map.values_mut().for_each(escape_for_slack),
+        _ => {}
+    }
 }
 
 /// The first 7 characters of a commit id, as git shows it.
@@ -391,6 +412,27 @@ mod tests {
         event.message = "apply <Deployment> \"web\" & more".into();
         let text = Templates::built_in().render(Family::Teams, &event).unwrap();
         assert!(text.contains("apply <Deployment> \"web\" & more"), "{text}");
+    }
+
+    #[test]
+    fn slack_values_are_escaped_as_slack_asks_and_the_template_text_is_not() {
+        let data = BTreeMap::from([(
+            "slack.sync-failed.hbs".to_string(),
+            "<!here> {{message}}".to_string(),
+        )]);
+        let templates = Templates::with_overrides("tpl", &data).unwrap();
+        let mut event = sample_event(EventKind::SyncFailed);
+        event.message = "image <none> & tag".into();
+        assert_eq!(
+            templates.render(Family::Slack, &event).unwrap(),
+            "<!here> image &lt;none&gt; &amp; tag"
+        );
+        assert!(
+            templates
+                .render(Family::Webhook, &event)
+                .unwrap()
+                .contains("image <none> & tag")
+        );
     }
 
     #[test]
