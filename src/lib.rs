@@ -22,6 +22,9 @@
 //! - [`sync`]: plan, apply, prune, delete, health, the per-application lock,
 //!   and the engine that drives one application end to end (reaches
 //!   `history` only through its public API).
+//! - [`notify`]: notifications (webhook, Slack, Teams, GitHub/GitLab commit
+//!   statuses) from the events the reconcile reports; deliveries run in the
+//!   background, never holding a reconcile up.
 //! - [`controller`]: the reconcile loop; its decisions are pure
 //!   (`controller::policy`, `controller::status`, `controller::windows`).
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
@@ -41,6 +44,7 @@ pub mod cluster;
 pub mod controller;
 pub mod history;
 pub mod identity;
+pub mod notify;
 pub mod render;
 pub mod source;
 pub mod spec;

@@ -10,6 +10,7 @@
 //!   ├─ sync         automated, prune, selfHeal, interval, windows
 //!   ├─ rollback     onHealthFailure, healthTimeout
 //!   ├─ historyLimit, dependsOn, suspend
+//!   ├─ notifications provider, secretRef, events, template → notify::Target
 //! ```
 //!
 //! Durations (`interval`, `healthTimeout`, window `duration`) use Go's
@@ -69,6 +70,10 @@ pub struct ApplicationSpec {
     /// (an HPA's `/spec/replicas`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignore_differences: Vec<IgnoreDifference>,
+    /// Who is told what happened: chat webhooks, generic webhooks, commit
+    /// statuses (see the README, "Notifications").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
 }
 
 /// Fields of matching objects that windlass neither sets nor reports.
@@ -196,6 +201,121 @@ pub struct Dependency {
     /// An Application in the same namespace.
     #[schemars(length(min = 1))]
     pub name: String,
+}
+
+/// One notification target: where to send which events.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub provider: NotificationProvider,
+    /// A Secret in the Application's namespace: `address` (the webhook URL
+    /// of `webhook`, `slack`, `teams`), `token` (required by `github` and
+    /// `gitlab`; a bearer token for `webhook`), `hmacKey` (`webhook`: sign
+    /// the body), `apiURL` (`github`, `gitlab`: the API base URL) and, for
+    /// `github` and `gitlab`, an optional `address`: the status's link.
+    pub secret_ref: LocalObjectReference,
+    /// The events to send. Empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NotificationEvent>,
+    /// The API base URL of `github` (default `https://api.github.com`) or
+    /// `gitlab` (default `https://gitlab.com/api/v4`). The Secret's
+    /// `apiURL` wins over this field.
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub api_url: Option<String>,
+    /// Message templates that replace the built-in ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<NotificationTemplate>,
+}
+
+/// Where a notification goes.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationProvider {
+    /// A generic JSON POST, optionally signed (`X-Signature: sha256=<hex>`).
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Microsoft Teams workflow webhook (an Adaptive Card).
+    Teams,
+    /// A GitHub commit status.
+    Github,
+    /// A GitLab commit status.
+    Gitlab,
+}
+
+impl NotificationProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationProvider::Webhook => "webhook",
+            NotificationProvider::Slack => "slack",
+            NotificationProvider::Teams => "teams",
+            NotificationProvider::Github => "github",
+            NotificationProvider::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What windlass tells people about.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotificationEvent {
+    /// A sync applied a revision (and it is healthy, when waited for).
+    SyncSucceeded,
+    /// A sync failed: render, plan, apply or prune.
+    SyncFailed,
+    /// Applied objects did not become healthy (or stopped being healthy).
+    HealthDegraded,
+    /// A failed revision was rolled back to the last good one.
+    RolledBack,
+    /// Live objects differ from the applied revision (hand edits).
+    DriftDetected,
+    /// Drift was reverted (`sync.selfHeal`).
+    DriftCorrected,
+}
+
+impl NotificationEvent {
+    pub const ALL: [NotificationEvent; 6] = [
+        NotificationEvent::SyncSucceeded,
+        NotificationEvent::SyncFailed,
+        NotificationEvent::HealthDegraded,
+        NotificationEvent::RolledBack,
+        NotificationEvent::DriftDetected,
+        NotificationEvent::DriftCorrected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationEvent::SyncSucceeded => "sync-succeeded",
+            NotificationEvent::SyncFailed => "sync-failed",
+            NotificationEvent::HealthDegraded => "health-degraded",
+            NotificationEvent::RolledBack => "rolled-back",
+            NotificationEvent::DriftDetected => "drift-detected",
+            NotificationEvent::DriftCorrected => "drift-corrected",
+        }
+    }
+}
+
+impl std::fmt::Display for NotificationEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationTemplate {
+    /// A ConfigMap in the Application's namespace whose keys
+    /// `<family>.<event>.hbs` (e.g. `slack.drift-detected.hbs`) replace
+    /// built-in templates; families: `webhook`, `slack`, `teams`,
+    /// `commit-status`.
+    pub config_map_ref: LocalObjectReference,
 }
 
 /// What the controller last did and saw. Small by design: conditions,
@@ -502,5 +622,47 @@ mod tests {
         assert_eq!(app.history_limit(), 10);
         assert_eq!(app.health_timeout(), Ok(Duration::from_secs(300)));
         assert!(app.spec.sync.prune && !app.spec.sync.self_heal);
+        assert!(app.spec.notifications.is_empty());
+    }
+
+    #[test]
+    fn notifications_read_with_kebab_case_events() {
+        let spec: ApplicationSpec = serde_json::from_value(serde_json::json!({
+            "source": { "repoURL": "https://git.example.com/deploy.git" },
+            "notifications": [
+                { "provider": "slack", "secretRef": { "name": "slack-hook" },
+                  "events": ["sync-failed", "drift-detected"],
+                  "template": { "configMapRef": { "name": "messages" } } },
+                { "provider": "gitlab", "secretRef": { "name": "gitlab-token" },
+                  "apiURL": "https://gitlab.example.com/api/v4" },
+            ]
+        }))
+        .unwrap();
+        let slack = &spec.notifications[0];
+        assert_eq!(slack.provider, NotificationProvider::Slack);
+        assert_eq!(
+            slack.events,
+            [
+                NotificationEvent::SyncFailed,
+                NotificationEvent::DriftDetected
+            ]
+        );
+        assert_eq!(
+            slack.template.as_ref().unwrap().config_map_ref.name,
+            "messages"
+        );
+        assert_eq!(
+            spec.notifications[1].api_url.as_deref(),
+            Some("https://gitlab.example.com/api/v4")
+        );
+        let unknown = serde_json::from_value::<Notification>(serde_json::json!({
+            "provider": "slack", "secretRef": { "name": "s" }, "events": ["synced"]
+        }));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant `synced`")
+        );
     }
 }
