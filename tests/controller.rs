@@ -1774,3 +1774,105 @@ fn app_for_file(app: &Application) -> Application {
     file.metadata.namespace = app.metadata.namespace.clone();
     file
 }
+
+/// A loopback HTTP receiver: every request's head and body, answered 200.
+fn start_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 8192];
+            loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => data.extend_from_slice(&buffer[..n]),
+                }
+                let text = String::from_utf8_lossy(&data);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            store
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&data).to_string());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+/// Drift reaches a generic webhook within seconds: the Application, the
+/// object, the field, the manager and the revision, and no secret.
+#[tokio::test]
+async fn drift_is_notified_to_a_webhook_without_secrets() {
+    with_namespace("ctl-notify", |client, ns| async move {
+        install_crd(&client).await;
+        let deployment = NEVER_AVAILABLE.replace("replicas: 1", "replicas: 2");
+        let served = ServedRepo::start("ctl-notify", &[("app/deploy.yaml", &deployment)]);
+        let (port, received) = start_receiver();
+        let hmac_key = "hmac-key-never-shown";
+        let address_path = "/hooks/private-path-token";
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "hook" },
+            "stringData": { "address": format!("http://127.0.0.1:{port}{address_path}"), "hmacKey": hmac_key }
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let controller = RunningController::start(&ns, &[]);
+        let mut app = application(
+            "web",
+            &served.url,
+            "app",
+            serde_json::json!({ "automated": true, "prune": true, "interval": "1h", "wait": false }),
+        );
+        app.spec.notifications = vec![serde_json::from_value(serde_json::json!({
+            "provider": "webhook", "secretRef": { "name": "hook" }, "events": ["drift-detected"]
+        }))
+        .unwrap()];
+        create(&client, &ns, &app).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        let output = support::kubectl(&["-n", &ns, "scale", "deployment/stuck", "--replicas=5"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let body = eventually("the drift notification", LIMIT, || {
+            let received = received.clone();
+            async move {
+                let all = received.lock().unwrap().clone();
+                all.into_iter()
+                    .find(|r| r.contains("drift-detected"))
+                    .ok_or_else(|| "nothing received yet".to_string())
+            }
+        })
+        .await;
+        let json: serde_json::Value = serde_json::from_str(body.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(json["application"]["name"], "web", "{json}");
+        assert_eq!(json["event"], "drift-detected");
+        assert_eq!(json["revision"], 1);
+        let drift = json["drift"].to_string();
+        assert!(drift.contains("stuck") && drift.contains(".spec.replicas") && drift.contains("kubectl"), "{json}");
+        assert!(body.to_ascii_lowercase().contains("x-signature: sha256="), "{body}");
+        assert!(!body.contains(hmac_key), "the HMAC key is never sent");
+        let log = controller.log();
+        assert!(!log.contains(hmac_key) && !log.contains(address_path), "no secret in the log");
+        release(&client, &ns).await;
+    })
+    .await;
+}

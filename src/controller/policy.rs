@@ -22,7 +22,7 @@ use kube::runtime::events::{Event, EventType};
 
 use super::status::{Applied, Observation, State};
 use super::windows::Closed;
-use crate::spec::Reason;
+use crate::spec::{NotificationEvent, Reason};
 use crate::sync::drift::Drift;
 use crate::sync::engine::{EngineError, Operation, SyncOutcome};
 
@@ -46,10 +46,12 @@ pub enum Requeue {
 /// What one reconcile decided: the status, the Events, when to come back.
 pub struct Verdict {
     pub observation: Observation,
-    pub events: Vec<Event>,
+    pub events: Vec<Announcement>,
     /// What the reconcile counts as in metrics.
     pub reason: Reason,
     pub requeue: Requeue,
+    /// The drift the Events speak of, for notifications.
+    pub drift: Option<Drift>,
 }
 
 impl Verdict {
@@ -92,9 +94,10 @@ pub fn failed(failure: Failure) -> Verdict {
             attempted_commit: failure.commit,
             ..Observation::default()
         },
-        events: vec![warning("SyncFailed", "Sync", failure.message)],
+        events: vec![warning(Notice::SyncFailed, "Sync", failure.message)],
         reason: failure.reason,
         requeue: Requeue::Backoff,
+        drift: None,
     }
 }
 
@@ -108,6 +111,7 @@ pub fn waiting_for_dependency(message: String) -> Verdict {
         events: Vec::new(),
         reason: Reason::DependencyNotReady,
         requeue: Requeue::Soon,
+        drift: None,
     }
 }
 
@@ -228,14 +232,20 @@ pub fn drift_reported(facts: &Facts<'_>) -> Verdict {
     let summary = facts.drift.summary(OBJECTS_SHOWN);
     let mut events = Vec::new();
     if facts.drift_reported != Some(summary.as_str()) {
-        events.push(warning("DriftDetected", "DetectDrift", summary.clone()));
+        events.push(warning(
+            Notice::DriftDetected,
+            "DetectDrift",
+            summary.clone(),
+        ));
     }
     let observation = Observation {
         attempted_commit: Some(facts.commit.to_string()),
         drift: Some(Some(summary)),
         ..Observation::default()
     };
-    done(observation, events, Reason::Succeeded)
+    let mut verdict = done(observation, events, Reason::Succeeded);
+    verdict.drift = Some(facts.drift.clone());
+    verdict
 }
 
 /// A new commit waits for `windlass reconcile`.
@@ -286,7 +296,7 @@ pub fn window_closed(facts: &Facts<'_>, window: &ClosedWindow) -> Verdict {
         (observation, Vec::new())
     };
     if facts.window_reported != Some(message.as_str()) {
-        events.push(normal("SyncWindowClosed", "Sync", message.clone()));
+        events.push(normal(Notice::SyncWindowClosed, "Sync", message.clone()));
     }
     observation.state = Some(not_ready(Reason::SyncWindowClosed, message, false));
     Verdict {
@@ -296,6 +306,7 @@ pub fn window_closed(facts: &Facts<'_>, window: &ClosedWindow) -> Verdict {
         requeue: window
             .next_opening
             .map_or(Requeue::Interval, Requeue::Until),
+        drift: drift_only.then(|| facts.drift.clone()),
     }
 }
 
@@ -375,7 +386,7 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
             });
             let (reason, action, note) = if facts.same_as_applied && !facts.drift.is_empty() {
                 (
-                    "DriftCorrected",
+                    Notice::DriftCorrected,
                     "SelfHeal",
                     format!(
                         "re-applied revision {revision}: {}",
@@ -384,7 +395,7 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
                 )
             } else {
                 (
-                    "SyncSucceeded",
+                    Notice::SyncSucceeded,
                     "Sync",
                     format!(
                         "revision {revision}: commit {}: {}",
@@ -394,7 +405,9 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
                 )
             };
             events.push(normal(reason, action, note));
-            done(observation, events, Reason::Succeeded)
+            let mut verdict = done(observation, events, Reason::Succeeded);
+            verdict.drift = (reason == Notice::DriftCorrected).then(|| facts.drift.clone());
+            verdict
         }
         SyncOutcome::RolledBack {
             revision,
@@ -404,12 +417,12 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
             ..
         } => {
             events.push(warning(
-                "HealthCheckFailed",
+                Notice::HealthCheckFailed,
                 "Sync",
                 format!("revision {revision} (commit {}): {failure}", short(commit)),
             ));
             events.push(warning(
-                "RolledBack",
+                Notice::RolledBack,
                 "Rollback",
                 format!(
                     "rolled back to revision {to}; commit {} is held back until a new commit \
@@ -440,6 +453,7 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
                 events,
                 reason: Reason::HeldBack,
                 requeue: Requeue::Interval,
+                drift: None,
             }
         }
         SyncOutcome::Failed {
@@ -451,7 +465,11 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
             };
             let message = format!("revision {revision} (commit {}): {failure}", short(commit));
             let mut verdict = failed(Failure::new(reason, message.clone()).at(commit));
-            events.push(warning(reason.as_str(), "Sync", message));
+            let notice = match reason {
+                Reason::HealthCheckFailed => Notice::HealthCheckFailed,
+                _ => Notice::SyncFailed,
+            };
+            events.push(warning(notice, "Sync", message));
             verdict.events = events;
             verdict
         }
@@ -459,7 +477,7 @@ pub fn after_sync(facts: &Facts<'_>, outcome: &SyncOutcome, now: &str) -> Verdic
 }
 
 /// `Pruned`, when the sync deleted objects.
-fn pruned_event(outcome: &SyncOutcome) -> Vec<Event> {
+fn pruned_event(outcome: &SyncOutcome) -> Vec<Announcement> {
     let Some(report) = outcome.report() else {
         return Vec::new();
     };
@@ -473,7 +491,7 @@ fn pruned_event(outcome: &SyncOutcome) -> Vec<Event> {
         .map(crate::sync::diff::display_name)
         .collect();
     vec![normal(
-        "Pruned",
+        Notice::Pruned,
         "Prune",
         format!(
             "deleted {} object(s): {}",
@@ -483,12 +501,13 @@ fn pruned_event(outcome: &SyncOutcome) -> Vec<Event> {
     )]
 }
 
-fn done(observation: Observation, events: Vec<Event>, reason: Reason) -> Verdict {
+fn done(observation: Observation, events: Vec<Announcement>, reason: Reason) -> Verdict {
     Verdict {
         observation,
         events,
         reason,
         requeue: Requeue::Interval,
+        drift: None,
     }
 }
 
@@ -510,23 +529,71 @@ pub fn applied_message(revision: Option<u64>, commit: Option<&str>) -> String {
     }
 }
 
-pub fn normal(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Normal,
-        reason: reason.to_string(),
-        note: Some(cut(note)),
-        action: action.to_string(),
-        secondary: None,
+/// Why an Event is sent: its `reason`, and the notification it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    SyncSucceeded,
+    SyncFailed,
+    HealthCheckFailed,
+    RolledBack,
+    Pruned,
+    DriftDetected,
+    DriftCorrected,
+    SyncWindowClosed,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::SyncSucceeded => "SyncSucceeded",
+            Notice::SyncFailed => "SyncFailed",
+            Notice::HealthCheckFailed => "HealthCheckFailed",
+            Notice::RolledBack => "RolledBack",
+            Notice::Pruned => "Pruned",
+            Notice::DriftDetected => "DriftDetected",
+            Notice::DriftCorrected => "DriftCorrected",
+            Notice::SyncWindowClosed => "SyncWindowClosed",
+        }
+    }
+
+    /// The `spec.notifications` event it is, if any.
+    pub fn notification(self) -> Option<NotificationEvent> {
+        match self {
+            Notice::SyncSucceeded => Some(NotificationEvent::SyncSucceeded),
+            Notice::SyncFailed => Some(NotificationEvent::SyncFailed),
+            Notice::HealthCheckFailed => Some(NotificationEvent::HealthDegraded),
+            Notice::RolledBack => Some(NotificationEvent::RolledBack),
+            Notice::DriftDetected => Some(NotificationEvent::DriftDetected),
+            Notice::DriftCorrected => Some(NotificationEvent::DriftCorrected),
+            Notice::Pruned | Notice::SyncWindowClosed => None,
+        }
     }
 }
 
-pub fn warning(reason: &str, action: &str, note: String) -> Event {
-    Event {
-        type_: EventType::Warning,
-        reason: reason.to_string(),
-        note: Some(cut(note)),
-        action: action.to_string(),
-        secondary: None,
+/// A Kubernetes Event to publish, and why.
+pub struct Announcement {
+    pub notice: Notice,
+    pub event: Event,
+}
+
+pub fn normal(notice: Notice, action: &str, note: String) -> Announcement {
+    announce(EventType::Normal, notice, action, note)
+}
+
+pub fn warning(notice: Notice, action: &str, note: String) -> Announcement {
+    announce(EventType::Warning, notice, action, note)
+}
+
+fn announce(type_: EventType, notice: Notice, action: &str, note: String) -> Announcement {
+    Announcement {
+        notice,
+        event: Event {
+            type_,
+            reason: notice.as_str().to_string(),
+            note: Some(cut(note)),
+            action: action.to_string(),
+            secondary: None,
+        },
     }
 }
 
@@ -685,7 +752,7 @@ mod tests {
         assert_eq!(ready_reason(&verdict), Some(Reason::GitFailed));
         assert!(verdict.failed());
         assert_eq!(verdict.observation.attempted_commit.as_deref(), Some("abc"));
-        assert_eq!(verdict.events[0].reason, "SyncFailed");
+        assert_eq!(verdict.events[0].event.reason, "SyncFailed");
         assert_eq!(verdict.reason.metric_result(), "failure");
     }
 
@@ -741,7 +808,7 @@ mod tests {
         let applied = verdict.observation.applied.clone().unwrap();
         assert_eq!(applied.revision, 5);
         assert_eq!(applied.object_count, 2);
-        assert_eq!(verdict.events[0].reason, "SyncSucceeded");
+        assert_eq!(verdict.events[0].event.reason, "SyncSucceeded");
     }
 
     #[test]
@@ -774,7 +841,11 @@ mod tests {
         assert_eq!(ready_reason(&verdict), Some(Reason::HeldBack));
         assert!(!verdict.failed());
         assert_eq!(verdict.observation.applied.unwrap().revision, 7);
-        let reasons: Vec<&str> = verdict.events.iter().map(|e| e.reason.as_str()).collect();
+        let reasons: Vec<&str> = verdict
+            .events
+            .iter()
+            .map(|e| e.event.reason.as_str())
+            .collect();
         assert_eq!(reasons, vec!["HealthCheckFailed", "RolledBack"]);
     }
 
@@ -819,8 +890,8 @@ mod tests {
         let window = closed_window();
         let first = window_closed(&f, &window);
         assert_eq!(first.events.len(), 1);
-        assert_eq!(first.events[0].reason, "SyncWindowClosed");
-        assert_eq!(first.events[0].note.as_deref(), Some(message(&first)));
+        assert_eq!(first.events[0].event.reason, "SyncWindowClosed");
+        assert_eq!(first.events[0].event.note.as_deref(), Some(message(&first)));
         let shown = message(&first).to_string();
         f.window_reported = Some(&shown);
         assert!(window_closed(&f, &window).events.is_empty(), "same message");
@@ -863,7 +934,11 @@ mod tests {
             verdict.observation.drift,
             Some(Some(drift.summary(OBJECTS_SHOWN)))
         );
-        let reasons: Vec<&str> = verdict.events.iter().map(|e| e.reason.as_str()).collect();
+        let reasons: Vec<&str> = verdict
+            .events
+            .iter()
+            .map(|e| e.event.reason.as_str())
+            .collect();
         assert_eq!(reasons, vec!["DriftDetected", "SyncWindowClosed"]);
         // selfHeal off: the window changes nothing, drift is only reported.
         f.self_heal = false;

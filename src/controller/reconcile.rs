@@ -82,6 +82,8 @@ pub struct Context {
     pub drift_events: super::watches::DriftEvents,
     /// kustomize and helm, as the controller's flags name them.
     pub tools: std::sync::OnceLock<Arc<crate::render::tool::ExternalTools>>,
+    /// Delivers `spec.notifications`.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Context {
@@ -113,6 +115,7 @@ impl Context {
             drift_events: watches.events(),
             watches,
             tools: std::sync::OnceLock::new(),
+            notifier: Arc::new(crate::notify::Notifier::new()),
         }
     }
 
@@ -306,9 +309,10 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         }
     }
     write_status(&application, &context, &verdict.observation).await?;
-    for event in &verdict.events {
-        publish(&application, &context, event).await;
+    for announcement in &verdict.events {
+        publish(&application, &context, &announcement.event).await;
     }
+    notify(&application, &context, &verdict).await;
 
     let metrics = &context.metrics;
     let labels = labels(&application);
@@ -818,6 +822,40 @@ async fn write_status(
     .await
     .map_err(|e| Error::Status(e.into()))?;
     Ok(())
+}
+
+/// Sends the verdict's Events to `spec.notifications`, if it has any. Never
+/// fails or blocks the reconcile: deliveries run on their own.
+async fn notify(application: &Application, context: &Context, verdict: &Verdict) {
+    if application.spec.notifications.is_empty() || verdict.events.is_empty() {
+        return;
+    }
+    let (targets, errors) = crate::notify::load_targets(&context.client, application).await;
+    for error in &errors {
+        warn!(%error, "notifications");
+    }
+    let revision = verdict
+        .observation
+        .applied
+        .as_ref()
+        .map(|a| a.revision as i64)
+        .or_else(|| application.status.as_ref()?.last_applied_revision);
+    for announcement in &verdict.events {
+        let Some(kind) = announcement.notice.notification() else {
+            continue;
+        };
+        let mut message = crate::notify::Event::about(
+            application,
+            kind,
+            announcement.event.note.clone().unwrap_or_default(),
+        );
+        message.revision = revision;
+        message.commit = verdict.observation.attempted_commit.clone();
+        if let Some(drift) = &verdict.drift {
+            message.drift = crate::notify::DriftedField::from_drift(drift);
+        }
+        context.notifier.notify(&message, &targets).await;
+    }
 }
 
 async fn publish(application: &Application, context: &Context, event: &Event) {
