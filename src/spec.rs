@@ -406,6 +406,9 @@ pub enum Reason {
     OutOfSync,
     /// A sync window forbids automated syncs now.
     SyncWindowClosed,
+    /// Another field manager reverted every recent self-heal: windlass
+    /// stopped fighting it.
+    SelfHealStopped,
     /// The spec cannot be used as written (e.g. a sync window that cannot
     /// be read); only the user can help.
     InvalidSpec,
@@ -428,6 +431,7 @@ impl Reason {
             Reason::Locked => "Locked",
             Reason::OutOfSync => "OutOfSync",
             Reason::SyncWindowClosed => "SyncWindowClosed",
+            Reason::SelfHealStopped => "SelfHealStopped",
             Reason::InvalidSpec => "InvalidSpec",
         }
     }

@@ -1876,3 +1876,53 @@ async fn drift_is_notified_to_a_webhook_without_secrets() {
     })
     .await;
 }
+
+/// selfHeal backs off, and stops (Stalled, naming the manager) when the
+/// same other manager reverts it again and again.
+#[tokio::test]
+async fn self_heal_stops_fighting_a_manager_that_keeps_reverting_it() {
+    with_namespace("ctl-fight", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start("ctl-fight", &[("app/a.yaml", &configmap("a", "git"))]);
+        let _controller = RunningController::start(&ns, &[]);
+        let spec = serde_json::json!({ "automated": true, "prune": true, "selfHeal": true, "interval": "1h" });
+        create(&client, &ns, &application("web", &served.url, "app", spec)).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let edit = |round: usize| {
+            let configmaps = configmaps.clone();
+            async move {
+                let patch = serde_json::json!({ "data": { "value": format!("rogue {round}") } });
+                let params = PatchParams { field_manager: Some("rogue-operator".into()), ..Default::default() };
+                configmaps.patch("a", &params, &Patch::Merge(&patch)).await.unwrap();
+            }
+        };
+        for round in 1..=3 {
+            edit(round).await;
+            eventually(&format!("self-heal {round}"), LIMIT, || {
+                let client = client.clone();
+                let ns = ns.clone();
+                async move {
+                    match value_of(&client, &ns, "a").await.as_deref() {
+                        Some("git") => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            })
+            .await;
+        }
+        edit(4).await;
+        let app = wait_for(&client, &ns, "web", "selfHeal stopped", |a| {
+            ready(a).is_some_and(|(_, reason, _)| reason == "SelfHealStopped")
+        })
+        .await;
+        let (_, _, message) = ready(&app).unwrap();
+        assert!(message.contains("rogue-operator"), "{message}");
+        assert!(app.condition("Stalled").is_some_and(|c| c.status == "True"));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("rogue 4"), "no more fighting");
+        release(&client, &ns).await;
+    })
+    .await;
+}

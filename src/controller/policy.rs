@@ -41,6 +41,8 @@ pub enum Requeue {
     /// At this instant (a sync window opens), or after the interval if
     /// that comes first.
     Until(Timestamp),
+    /// After this long (a self-heal's backoff), or the interval if sooner.
+    After(std::time::Duration),
 }
 
 /// What one reconcile decided: the status, the Events, when to come back.
@@ -161,6 +163,8 @@ pub struct Facts<'a> {
     pub drift_reported: Option<&'a str>,
     /// The applied revision and commit the status names.
     pub applied: (Option<u64>, Option<&'a str>),
+    /// Self-heals in a row so far.
+    pub heals: HealStreak,
     /// Of the desired state.
     pub manifest_digest: &'a str,
     pub object_count: usize,
@@ -177,7 +181,56 @@ pub enum Decision {
     OutOfSync,
     /// A sync (or self-heal) is due, and a sync window forbids it now.
     WindowClosed(ClosedWindow),
+    /// A self-heal is due, but the last one was moments ago: wait this long.
+    HealLater(std::time::Duration),
+    /// Another field manager reverted every recent self-heal: stop.
+    Fighting {
+        manager: String,
+    },
     Sync(Operation),
+}
+
+/// The first self-heal waits for nothing; each one after it in a row waits
+/// twice as long as the one before (2 s, 4 s, 8 s …), at most 5 minutes.
+pub const HEAL_FIRST_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+pub const HEAL_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Self-heals in a row that the same other manager reverted before windlass
+/// stops fighting it.
+pub const HEAL_FIGHT_LIMIT: usize = 3;
+
+/// Self-heals in a row (the drift never cleared between them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealStreak {
+    /// The field managers whose changes each heal reverted, oldest first.
+    pub reverted: Vec<std::collections::BTreeSet<String>>,
+    /// How long ago the last heal was.
+    pub since_last: Option<std::time::Duration>,
+}
+
+impl HealStreak {
+    /// How long the next heal must still wait.
+    pub fn wait(&self) -> std::time::Duration {
+        let Some(since) = self.since_last else {
+            return std::time::Duration::ZERO;
+        };
+        let exponent = self.reverted.len().saturating_sub(1).min(16) as u32;
+        let delay = HEAL_FIRST_DELAY
+            .saturating_mul(1 << exponent)
+            .min(HEAL_MAX_DELAY);
+        delay.saturating_sub(since)
+    }
+
+    /// A manager that reverted each of the last [`HEAL_FIGHT_LIMIT`] heals
+    /// and has changed the objects again now.
+    pub fn fighting(&self, now: &[String]) -> Option<String> {
+        if self.reverted.len() < HEAL_FIGHT_LIMIT {
+            return None;
+        }
+        let recent = &self.reverted[self.reverted.len() - HEAL_FIGHT_LIMIT..];
+        now.iter()
+            .find(|manager| recent.iter().all(|heal| heal.contains(*manager)))
+            .cloned()
+    }
 }
 
 pub fn decide(facts: &Facts<'_>) -> Decision {
@@ -192,12 +245,20 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
         {
             return Decision::WindowClosed(window.clone());
         }
-        let operation = if drift_only {
-            Operation::SelfHeal
-        } else {
-            Operation::Sync
-        };
-        return Decision::Sync(operation);
+        if !drift_only {
+            return Decision::Sync(Operation::Sync);
+        }
+        if !facts.asked {
+            let managers = facts.drift.managers();
+            if let Some(manager) = facts.heals.fighting(&managers) {
+                return Decision::Fighting { manager };
+            }
+            let wait = facts.heals.wait();
+            if !wait.is_zero() {
+                return Decision::HealLater(wait);
+            }
+        }
+        return Decision::Sync(Operation::SelfHeal);
     }
     if drift_only {
         Decision::ReportDrift
@@ -245,6 +306,30 @@ pub fn drift_reported(facts: &Facts<'_>) -> Verdict {
     };
     let mut verdict = done(observation, events, Reason::Succeeded);
     verdict.drift = Some(facts.drift.clone());
+    verdict
+}
+
+/// A self-heal waits out its backoff: drift reported, back then.
+pub fn heal_later(facts: &Facts<'_>, wait: std::time::Duration) -> Verdict {
+    let mut verdict = drift_reported(facts);
+    verdict.requeue = Requeue::After(wait);
+    verdict
+}
+
+/// Another manager keeps reverting windlass: report it and stop healing
+/// (Stalled), until the drift clears, the spec changes or someone runs
+/// `windlass reconcile`.
+pub fn fighting(facts: &Facts<'_>, manager: &str) -> Verdict {
+    let mut verdict = drift_reported(facts);
+    let message = format!(
+        "selfHeal stopped: field manager {manager} reverted the last {HEAL_FIGHT_LIMIT} \
+         self-heals ({}); leave the fields to it (spec.ignoreDifferences) or stop it, then run \
+         `windlass reconcile {}`",
+        facts.drift.summary(OBJECTS_SHOWN),
+        facts.name
+    );
+    verdict.observation.state = Some(not_ready(Reason::SelfHealStopped, message, true));
+    verdict.reason = Reason::SelfHealStopped;
     verdict
 }
 
@@ -635,6 +720,7 @@ mod tests {
             drift,
             drift_reported: None,
             applied: (Some(3), Some("fedcba9876543210")),
+            heals: HealStreak::default(),
             manifest_digest: "m",
             object_count: 2,
         }
@@ -998,5 +1084,86 @@ mod tests {
             other.observation.state,
             Some(State::NotReady { stalled: false, .. })
         ));
+    }
+
+    fn streak(heals: &[&[&str]], since_last: u64) -> HealStreak {
+        HealStreak {
+            reverted: heals
+                .iter()
+                .map(|h| h.iter().map(|m| m.to_string()).collect())
+                .collect(),
+            since_last: Some(std::time::Duration::from_secs(since_last)),
+        }
+    }
+
+    #[test]
+    fn self_heals_in_a_row_back_off_from_two_seconds_to_five_minutes() {
+        use std::time::Duration;
+        assert_eq!(HealStreak::default().wait(), Duration::ZERO);
+        assert_eq!(streak(&[&["kubectl"]], 0).wait(), Duration::from_secs(2));
+        assert_eq!(streak(&[&["a"], &["a"]], 1).wait(), Duration::from_secs(3));
+        assert_eq!(
+            streak(&[&["a"], &["b"], &["c"]], 0).wait(),
+            Duration::from_secs(8)
+        );
+        let long = vec![&["a"][..]; 20];
+        assert_eq!(streak(&long, 0).wait(), Duration::from_secs(300));
+        assert_eq!(streak(&long, 301).wait(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_same_manager_reverting_every_recent_heal_is_a_fight() {
+        let three = streak(&[&["hpa", "kubectl"], &["hpa"], &["hpa"]], 60);
+        assert_eq!(three.fighting(&["hpa".into()]), Some("hpa".into()));
+        assert_eq!(three.fighting(&["kubectl".into()]), None, "not every time");
+        assert_eq!(
+            streak(&[&["hpa"], &["hpa"]], 60).fighting(&["hpa".into()]),
+            None
+        );
+    }
+
+    #[test]
+    fn self_heal_waits_out_its_backoff_and_stops_a_fight_unless_asked() {
+        let drift = Drift {
+            objects: vec![crate::sync::drift::DriftedObject {
+                id: crate::render::ObjectId {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                    kind: "Deployment".into(),
+                    namespace: Some("a".into()),
+                    name: "web".into(),
+                },
+                missing: false,
+                fields: vec![".spec.replicas".into()],
+                managers: vec!["hpa".into()],
+            }],
+        };
+        let mut f = facts(&drift);
+        f.same_as_applied = true;
+        f.self_heal = true;
+        f.heals = streak(&[&["hpa"]], 0);
+        assert!(matches!(decide(&f), Decision::HealLater(_)));
+        assert_eq!(
+            heal_later(&f, std::time::Duration::from_secs(2)).requeue,
+            Requeue::After(std::time::Duration::from_secs(2))
+        );
+        f.heals = streak(&[&["hpa"], &["hpa"], &["hpa"]], 600);
+        assert_eq!(
+            decide(&f),
+            Decision::Fighting {
+                manager: "hpa".into()
+            }
+        );
+        let verdict = fighting(&f, "hpa");
+        assert_eq!(ready_reason(&verdict), Some(Reason::SelfHealStopped));
+        assert!(
+            matches!(&verdict.observation.state, Some(State::NotReady { stalled: true, message, .. }) if message.contains("hpa"))
+        );
+        f.asked = true;
+        assert_eq!(
+            decide(&f),
+            Decision::Sync(Operation::SelfHeal),
+            "windlass reconcile heals anyway"
+        );
     }
 }

@@ -119,6 +119,39 @@ impl Context {
         }
     }
 
+    /// The self-heals in a row so far (see [`policy::HealStreak`]).
+    fn heal_streak(&self, application: &Application) -> policy::HealStreak {
+        self.remember(&key(application), |memory| policy::HealStreak {
+            reverted: memory.heals.clone(),
+            since_last: memory.last_heal.map(|at| at.elapsed()),
+        })
+    }
+
+    /// Counts a self-heal about to run. The streak ends with a new commit,
+    /// or when no drift came back for [`policy::HEAL_MAX_DELAY`] (the heal's
+    /// own write is seen in sync at once: that alone does not end it).
+    fn note_heal(&self, application: &Application, decision: &Decision, drift: &Drift) {
+        self.remember(&key(application), |memory| match decision {
+            Decision::Sync(Operation::SelfHeal) => {
+                memory.heals.push(drift.managers().into_iter().collect());
+                memory.last_heal = Some(Instant::now());
+            }
+            Decision::Sync(_) => {
+                memory.heals.clear();
+                memory.last_heal = None;
+            }
+            Decision::InSync
+                if memory
+                    .last_heal
+                    .is_none_or(|at| at.elapsed() > policy::HEAL_MAX_DELAY) =>
+            {
+                memory.heals.clear();
+                memory.last_heal = None;
+            }
+            _ => {}
+        });
+    }
+
     /// What the last render of `application` read: its commit and paths.
     pub(super) fn last_render(&self, application: &Application) -> Option<LastRender> {
         let rendered = self.remember(&key(application), |memory| memory.rendered.clone())?;
@@ -145,6 +178,10 @@ struct Memory {
     failures: u32,
     /// The last render, reused while nothing under the path changes.
     rendered: Option<Arc<RenderedSource>>,
+    /// Self-heals in a row: the managers each one reverted.
+    heals: Vec<std::collections::BTreeSet<String>>,
+    /// When the last self-heal ran.
+    last_heal: Option<Instant>,
 }
 
 /// The commit an Application's last render came from, and the repository
@@ -343,6 +380,7 @@ async fn apply(application: Arc<Application>, context: Arc<Context>) -> Result<A
         Requeue::Interval => jitter(interval),
         Requeue::Soon => DEPENDENCY_RETRY.min(interval),
         Requeue::Until(at) => until(at, jiff::Timestamp::now(), interval),
+        Requeue::After(wait) => wait.max(Duration::from_millis(200)).min(jitter(interval)),
     };
     context.remember(&key, |memory| {
         memory.seen = seen;
@@ -462,10 +500,13 @@ async fn gather_and_act(
             old.last_applied_revision.map(|r| r as u64),
             old.last_applied_commit.as_deref(),
         ),
+        heals: context.heal_streak(application),
         manifest_digest: &desired.rendered.manifest_digest,
         object_count: desired.rendered.objects.len(),
     };
-    Ok(match policy::decide(&facts) {
+    let decision = policy::decide(&facts);
+    context.note_heal(application, &decision, &drift);
+    Ok(match decision {
         Decision::InSync => {
             // Applied by someone else (the CLI) or before this status existed.
             let live = match same_as_applied {
@@ -477,6 +518,8 @@ async fn gather_and_act(
         Decision::ReportDrift => policy::drift_reported(&facts),
         Decision::OutOfSync => policy::out_of_sync(&facts),
         Decision::WindowClosed(window) => policy::window_closed(&facts, &window),
+        Decision::HealLater(wait) => policy::heal_later(&facts, wait),
+        Decision::Fighting { manager } => policy::fighting(&facts, &manager),
         Decision::Sync(operation) => {
             let sync = Sync {
                 application,

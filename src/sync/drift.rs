@@ -93,6 +93,18 @@ impl Drift {
         self.objects.is_empty()
     }
 
+    /// Every field manager that changed a drifted object, sorted.
+    pub fn managers(&self) -> Vec<String> {
+        let mut managers: Vec<String> = self
+            .objects
+            .iter()
+            .flat_map(|o| o.managers.iter().cloned())
+            .collect();
+        managers.sort();
+        managers.dedup();
+        managers
+    }
+
     /// One line for a condition or an Event: the first few objects, then a count.
     pub fn summary(&self, shown: usize) -> String {
         let mut lines: Vec<String> = self
