@@ -121,6 +121,8 @@ struct Round {
     steady_git: Timing,
     teardown: Duration,
     teardown_floor: Duration,
+    drift: Vec<Duration>,
+    drift_peak_kib: u64,
 }
 
 async fn run(repo: &ServedRepo, concurrencies: &[u16]) {
@@ -253,6 +255,18 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
         mib(steady_peak_kib)
     );
 
+    // Drift: a hand edit of one object, until its Application is Drifted.
+    let drift = measure_drift(client, &namespace).await;
+    let drift_peak_kib = status_kib(pid, "VmHWM");
+    let (p50, p95) = percentiles(&drift);
+    println!(
+        "  drift: {} hand edits, edit → Drifted p50 {:.0} ms, p95 {:.0} ms (interval {} s)",
+        drift.len(),
+        p50.as_secs_f64() * 1e3,
+        p95.as_secs_f64() * 1e3,
+        INTERVAL.as_secs()
+    );
+
     // Teardown: every Application deleted at once; the controller prunes.
     let started = Instant::now();
     let applications: Api<Application> = Api::namespaced(client.clone(), &namespace);
@@ -296,7 +310,62 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
         steady_git,
         teardown: teardown_took,
         teardown_floor,
+        drift,
+        drift_peak_kib,
     }
+}
+
+/// Edits one ConfigMap of 20 Applications by hand, one at a time, and
+/// measures each edit until the Application says Drifted.
+async fn measure_drift(client: &kube::Client, namespace: &str) -> Vec<Duration> {
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let applications: Api<Application> = Api::namespaced(client.clone(), namespace);
+    let mut latencies = Vec::new();
+    for edit in 0..20 {
+        let app = (edit * 37 + 11) % APPS;
+        let name = app_name(app);
+        let patch = json!({ "data": { "text": format!("edited by hand {edit}") } });
+        let params = PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        configmaps
+            .patch(&format!("{name}-config-0"), &params, &Patch::Merge(&patch))
+            .await
+            .expect("a hand edit");
+        loop {
+            let drifted = applications
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|a| a.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Drifted" && c.status == "True")
+                });
+            if drifted {
+                break;
+            }
+            assert!(
+                started.elapsed() < COLD_LIMIT,
+                "{name} never became Drifted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies
+}
+
+/// (p50, p95) of `samples`.
+fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let at =
+        |p: f64| sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1];
+    (at(0.50), at(0.95))
 }
 
 fn report(rounds: &[Round]) {
@@ -407,6 +476,21 @@ fn report(rounds: &[Round]) {
             "  load average after",
             round.steady_load.clone(),
             String::new(),
+        );
+        let (p50, p95) = percentiles(&round.drift);
+        row(
+            "drift: hand edit → Drifted, p50 / p95",
+            format!(
+                "{:.0} / {:.0} ms",
+                p50.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3
+            ),
+            format!(
+                "p50 ≤ 1 s; {} edits, interval {} s; peak RSS with the watches {:.1} MiB",
+                round.drift.len(),
+                INTERVAL.as_secs(),
+                mib(round.drift_peak_kib)
+            ),
         );
         row(
             "teardown: delete all, until every object is gone",
