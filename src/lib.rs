@@ -22,6 +22,8 @@
 //! - [`sync`]: plan, apply, prune, delete, health, the per-application lock,
 //!   and the engine that drives one application end to end (reaches
 //!   `history` only through its public API).
+//! - [`preview`]: pull-request previews: a `Preview` generates one
+//!   namespace and one restricted Application per matching ref.
 //! - [`controller`]: the reconcile loop; its decisions are pure
 //!   (`controller::policy`, `controller::status`, `controller::windows`).
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
@@ -41,6 +43,7 @@ pub mod cluster;
 pub mod controller;
 pub mod history;
 pub mod identity;
+pub mod preview;
 pub mod render;
 pub mod source;
 pub mod spec;

@@ -14,6 +14,7 @@ mod check;
 mod controller;
 mod crd;
 mod history;
+mod previews;
 mod render;
 mod source;
 mod sync;
@@ -101,7 +102,7 @@ pub enum Command {
     Rollback(history::RollbackArgs),
     /// Delete an application's objects and its history.
     Uninstall(history::UninstallArgs),
-    /// Print the Application CustomResourceDefinition (YAML).
+    /// Print the CustomResourceDefinitions: Application and Preview (YAML).
     Crd,
     /// Run the reconcile loop over Application resources (in a cluster, or
     /// outside one with a kubeconfig).
@@ -114,6 +115,8 @@ pub enum Command {
     Suspend(apps::NameArgs),
     /// Resume syncing a suspended Application.
     Resume(apps::NameArgs),
+    /// List pull-request previews: PREVIEW, NUMBER, COMMIT, NAMESPACE, READY, URL.
+    Previews(previews::PreviewsArgs),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -146,5 +149,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Reconcile(args) => apps::reconcile(&cli.global, &args, &mut out).await,
         Command::Suspend(args) => apps::set_suspend(&cli.global, &args, true, &mut out).await,
         Command::Resume(args) => apps::set_suspend(&cli.global, &args, false, &mut out).await,
+        Command::Previews(args) => previews::run(&cli.global, &args, &mut out).await,
     }
 }

@@ -145,6 +145,7 @@ impl TargetArgs {
     /// Builds the target. `namespace` is `-n`, else the kubeconfig's.
     pub async fn target(&self, client: &kube::Client, namespace: &str) -> anyhow::Result<Target> {
         let mut values = Vec::new();
+        let mut restrictions = None;
         let (app, destination, source, mut environment) = if let Some(file) = &self.file {
             let application = read_application(file)?;
             let mut application = application;
@@ -166,6 +167,7 @@ impl TargetArgs {
             let target =
                 Target::from_application(&application, credentials, &file.display().to_string())?;
             values = target.values;
+            restrictions = target.restrictions;
             (
                 target.app,
                 target.namespace,
@@ -233,6 +235,7 @@ impl TargetArgs {
             environment,
             values,
             set,
+            restrictions,
         })
     }
 }

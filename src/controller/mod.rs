@@ -161,6 +161,8 @@ pub async fn run(
         options.discovery_refresh,
     ));
     ready.store(true, Ordering::Relaxed);
+    // Pull-request previews (generated Applications, reconciled here); stops when dropped.
+    let _previews = crate::preview::spawn(client.clone(), preview_options(&options));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controller = Controller::new(applications, watcher::Config::default().any_semantic())
@@ -218,6 +220,14 @@ pub async fn run(
             }
             outcome
         }
+    }
+}
+
+fn preview_options(options: &ControllerOptions) -> crate::preview::PreviewOptions {
+    crate::preview::PreviewOptions {
+        source: options.source.clone(),
+        watch_namespace: options.watch_namespace.clone(),
+        concurrency: options.concurrency,
     }
 }
 
