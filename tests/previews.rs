@@ -1,0 +1,403 @@
+//! Pull-request previews against the real local control plane and a bare
+//! repository served by `git daemon` on loopback. Each test runs its own
+//! `windlass controller` (Applications and Previews) watching only the
+//! test's namespace; each Preview is named after that namespace, so the
+//! preview namespaces (`<preview>-pr-<n>`, cluster-wide) never collide.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use support::git::{ServedRepo, TempDir, free_port, git};
+use support::{configmap, eventually, windlass, windlass_expect, with_namespace};
+use windlass::spec::{Application, Preview};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A `windlass controller` process for one namespace; killed on drop.
+struct RunningController {
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl RunningController {
+    fn start(namespace: &str) -> RunningController {
+        let dir = TempDir::new("previews-controller");
+        let log = dir.path().join("controller.log");
+        let child = windlass()
+            .args([
+                "controller",
+                "--watch-namespace",
+                namespace,
+                "--http-address",
+            ])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--cache-dir")
+            .arg(dir.path().join("git"))
+            .env("RUST_LOG", "windlass=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting windlass controller");
+        RunningController {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- controller log ---\n{log}");
+        }
+    }
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [
+        <Application as kube::CustomResourceExt>::crd(),
+        <Preview as kube::CustomResourceExt>::crd(),
+    ] {
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply("windlass-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("installing a windlass CRD");
+    }
+    eventually("the Preview CRD to be served", LIMIT, || {
+        let client = client.clone();
+        async move {
+            let api: Api<Preview> = Api::all(client);
+            api.list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}
+
+fn preview(name: &str, url: &str) -> Preview {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "windlass.dev/v1alpha1",
+        "kind": "Preview",
+        "metadata": { "name": name },
+        "spec": {
+            "source": { "repoURL": url, "refPattern": "refs/pull/*/head" },
+            "interval": "2s",
+            "template": { "path": "app", "sync": { "interval": "2s" } },
+            "url": "http://{{slug}}.preview.test",
+        }
+    }))
+    .unwrap()
+}
+
+/// Commits `files` on branch `pr`, pushes it to `refs/pull/<n>/head`;
+/// returns the commit.
+fn push_pull_request(served: &ServedRepo, number: u32, files: &[(&str, &str)]) -> String {
+    let work = &served.repo.work;
+    let branch = format!("pr-{number}");
+    if git(work, &["branch", "--list", &branch]).is_empty() {
+        git(work, &["checkout", "-q", "-b", &branch]);
+    } else {
+        git(work, &["checkout", "-q", &branch]);
+    }
+    let commit = served.repo.commit(files, &format!("pull request {number}"));
+    served.repo.push_ref(&format!("refs/pull/{number}/head"));
+    git(work, &["checkout", "-q", "main"]);
+    commit
+}
+
+async fn configmap_value(client: &Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()?
+        .data?
+        .get("value")
+        .cloned()
+}
+
+async fn wait_for_preview(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Preview) -> bool,
+) -> Preview {
+    let api: Api<Preview> = Api::namespaced(client.clone(), ns);
+    let check = &check;
+    eventually(what, LIMIT, || {
+        let api = api.clone();
+        async move {
+            let preview = api.get(name).await.map_err(|e| e.to_string())?;
+            if check(&preview) {
+                Ok(preview)
+            } else {
+                Err(format!("status: {:?}", preview.status))
+            }
+        }
+    })
+    .await
+}
+
+async fn namespace_gone(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    eventually(&format!("namespace {name} to be gone"), LIMIT, || {
+        let namespaces = namespaces.clone();
+        async move {
+            match namespaces.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(n)) => Err(format!("still there: {:?}", n.status)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+}
+
+/// Deletes the Preview while the controller runs, and waits until its
+/// finalizer has torn everything down.
+async fn delete_preview(client: &Client, ns: &str, name: &str) {
+    let api: Api<Preview> = Api::namespaced(client.clone(), ns);
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually("the Preview to be gone", LIMIT, || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(p)) => Err(format!("{:?}", p.metadata.finalizers)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pull_request_ref_gets_a_namespace_that_follows_it_and_goes_with_it() {
+    with_namespace("prv", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start("prv", &[("app/page.yaml", &configmap("page", "main"))]);
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(&PostParams::default(), &preview(&name, &served.url))
+            .await
+            .unwrap();
+        let preview_ns = format!("{name}-pr-7");
+
+        // A new pull request: its namespace holds the rendered objects.
+        let first = push_pull_request(
+            &served,
+            7,
+            &[("app/page.yaml", &configmap("page", "pr-v1"))],
+        );
+        eventually("the preview's ConfigMap", LIMIT, || {
+            let (client, preview_ns) = (client.clone(), preview_ns.clone());
+            async move {
+                let value = configmap_value(&client, &preview_ns, "page").await;
+                (value.as_deref() == Some("pr-v1"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let created = namespaces.get(&preview_ns).await.unwrap();
+        assert_eq!(created.labels()["windlass.dev/preview"], name);
+        assert_eq!(created.labels()["windlass.dev/preview-number"], "7");
+        let applications: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let generated = applications.get(&preview_ns).await.unwrap();
+        assert_eq!(
+            generated.spec.source.reference.as_deref(),
+            Some(first.as_str())
+        );
+        assert_eq!(generated.destination_namespace(), preview_ns);
+        assert!(
+            generated
+                .spec
+                .restrictions
+                .as_ref()
+                .unwrap()
+                .destination_namespace_only
+        );
+        assert_eq!(
+            generated.owner_references()[0].name,
+            name,
+            "owned by the Preview"
+        );
+
+        let status = wait_for_preview(&client, &ns, &name, "status.previews ready", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.previews.len() == 1
+                    && s.previews[0].ready == "True"
+                    && s.previews[0].commit == first
+            })
+        })
+        .await
+        .status
+        .unwrap();
+        let entry = &status.previews[0];
+        assert_eq!(entry.number, Some(7));
+        assert_eq!(entry.namespace, preview_ns);
+        assert_eq!(entry.url.as_deref(), Some("http://pr-7.preview.test"));
+        let table = windlass_expect(&["previews", "-n", &ns], 0);
+        assert!(table.starts_with("PREVIEW"), "{table}");
+        assert!(
+            table.lines().any(|l| l.split_whitespace().eq([
+                name.as_str(),
+                "7",
+                &first[..7],
+                preview_ns.as_str(),
+                "True",
+                "http://pr-7.preview.test"
+            ])),
+            "{table}"
+        );
+
+        // A new commit on the pull request: the preview follows it.
+        let second = push_pull_request(
+            &served,
+            7,
+            &[("app/page.yaml", &configmap("page", "pr-v2"))],
+        );
+        eventually("the moved preview's ConfigMap", LIMIT, || {
+            let (client, preview_ns) = (client.clone(), preview_ns.clone());
+            async move {
+                let value = configmap_value(&client, &preview_ns, "page").await;
+                (value.as_deref() == Some("pr-v2"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+        let generated = applications.get(&preview_ns).await.unwrap();
+        assert_eq!(
+            generated.spec.source.reference.as_deref(),
+            Some(second.as_str())
+        );
+
+        // The ref goes (the pull request closed): Application and namespace go.
+        git(
+            &served.repo.work,
+            &["push", "-q", "origin", ":refs/pull/7/head"],
+        );
+        namespace_gone(&client, &preview_ns).await;
+        assert!(applications.get_opt(&preview_ns).await.unwrap().is_none());
+        wait_for_preview(&client, &ns, &name, "status without previews", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.previews.is_empty() && s.count == 0)
+        })
+        .await;
+
+        delete_preview(&client, &ns, &name).await;
+        drop(controller);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_preview_with_a_cluster_role_is_refused_by_name_and_nothing_is_applied() {
+    with_namespace("prv-refuse", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start("prv-refuse", &[("app/page.yaml", &configmap("page", "main"))]);
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(&PostParams::default(), &preview(&name, &served.url))
+            .await
+            .unwrap();
+        // Harmless if a bug let it through: it reads ConfigMaps only.
+        let role = format!("{ns}-reader");
+        let cluster_role = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\nrules:\n  - apiGroups: [\"\"]\n    resources: [\"configmaps\"]\n    verbs: [\"get\"]\n"
+        );
+        push_pull_request(
+            &served,
+            3,
+            &[
+                ("app/page.yaml", &configmap("page", "pr")),
+                ("app/clusterrole.yaml", &cluster_role),
+            ],
+        );
+        let preview_ns = format!("{name}-pr-3");
+
+        let refused = wait_for_preview(&client, &ns, &name, "the Refused condition", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Refused" && c.status == "True")
+            })
+        })
+        .await;
+        let condition = refused
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Refused")
+            .unwrap();
+        assert!(
+            condition.message.contains(&format!("ClusterRole.rbac.authorization.k8s.io {role}"))
+                && condition.message.contains("cluster-scoped")
+                && condition.message.contains(&preview_ns),
+            "{}",
+            condition.message
+        );
+
+        let applications: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let generated = applications.get(&preview_ns).await.unwrap();
+        let ready = generated.condition("Ready").unwrap();
+        assert_eq!(ready.status, "False");
+        assert!(ready.message.contains(&role), "{}", ready.message);
+
+        // Nothing was written: not the ClusterRole, not the ConfigMap beside it.
+        let roles: Api<ClusterRole> = Api::all(client.clone());
+        assert!(roles.get_opt(&role).await.unwrap().is_none());
+        assert_eq!(configmap_value(&client, &preview_ns, "page").await, None);
+
+        // Deleting the Preview tears its preview down.
+        delete_preview(&client, &ns, &name).await;
+        namespace_gone(&client, &preview_ns).await;
+        assert!(applications.get_opt(&preview_ns).await.unwrap().is_none());
+        drop(controller);
+    })
+    .await;
+}
+
+#[test]
+fn the_checked_in_preview_crd_is_current() {
+    let generated = Preview::crd_yaml();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/crds/previews.windlass.dev.yaml"
+    );
+    let checked_in = std::fs::read_to_string(path).unwrap();
+    assert!(
+        checked_in == generated,
+        "deploy/crds/previews.windlass.dev.yaml is stale: regenerate it from `windlass crd` (the \
+         second document)"
+    );
+}
