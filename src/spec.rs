@@ -517,6 +517,10 @@ impl std::fmt::Display for Reason {
 
 pub const REQUESTED_AT_ANNOTATION: &str = "windlass.dev/requested-at";
 
+/// On Applications a Preview generated, and on preview namespaces: the
+/// Preview's name.
+pub const PREVIEW_LABEL: &str = "windlass.dev/preview";
+
 /// The finalizer that runs the deletion policy before an Application goes.
 pub const FINALIZER: &str = "windlass.dev/cleanup";
 
@@ -568,6 +572,26 @@ impl Application {
             self.metadata.namespace.as_deref().unwrap_or("default"),
             self.metadata.name.as_deref().unwrap_or_default()
         )
+    }
+
+    /// The restrictions its render is checked against: `spec.restrictions`;
+    /// for an Application a Preview generated (label `windlass.dev/preview`),
+    /// always at least "destination namespace only", even if the field is
+    /// missing (an older CRD prunes it), so a pull request can never reach
+    /// beyond its namespace.
+    pub fn effective_restrictions(&self) -> Option<Restrictions> {
+        let generated = self
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(PREVIEW_LABEL));
+        match (&self.spec.restrictions, generated) {
+            (restrictions, false) => restrictions.clone(),
+            (restrictions, true) => Some(Restrictions {
+                destination_namespace_only: true,
+                ..restrictions.clone().unwrap_or_default()
+            }),
+        }
     }
 
     pub fn history_limit(&self) -> u32 {
@@ -680,5 +704,46 @@ mod tests {
         assert_eq!(app.history_limit(), 10);
         assert_eq!(app.health_timeout(), Ok(Duration::from_secs(300)));
         assert!(app.spec.sync.prune && !app.spec.sync.self_heal);
+        assert_eq!(app.effective_restrictions(), None);
+    }
+
+    #[test]
+    fn a_generated_preview_application_is_always_restricted() {
+        let app = |labels: serde_json::Value, restrictions: serde_json::Value| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "windlass.dev/v1alpha1",
+                "kind": "Application",
+                "metadata": { "name": "web-pr-7", "namespace": "team-a", "labels": labels },
+                "spec": { "source": { "repoURL": "https://x/y.git" }, "restrictions": restrictions },
+            }))
+            .unwrap()
+        };
+        let preview = serde_json::json!({ "windlass.dev/preview": "web" });
+        // The field pruned (an older CRD) or turned off: still confined.
+        for restrictions in [
+            serde_json::Value::Null,
+            serde_json::json!({ "allowKinds": ["Ingress"] }),
+        ] {
+            let effective = app(preview.clone(), restrictions)
+                .effective_restrictions()
+                .unwrap();
+            assert!(effective.destination_namespace_only);
+        }
+        let kept = app(preview, serde_json::json!({ "allowKinds": ["Ingress"] }));
+        assert_eq!(
+            kept.effective_restrictions().unwrap().allow_kinds,
+            ["Ingress"]
+        );
+        // Other Applications: as their spec says.
+        let plain = app(
+            serde_json::json!({}),
+            serde_json::json!({ "allowKinds": ["X"] }),
+        );
+        assert!(
+            !plain
+                .effective_restrictions()
+                .unwrap()
+                .destination_namespace_only
+        );
     }
 }

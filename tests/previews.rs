@@ -233,11 +233,11 @@ async fn a_pull_request_ref_gets_a_namespace_that_follows_it_and_goes_with_it() 
             Some(first.as_str())
         );
         assert_eq!(generated.destination_namespace(), preview_ns);
+        // (Checked through the label too: concurrent tests may install an
+        // older Application CRD, which prunes spec.restrictions.)
         assert!(
             generated
-                .spec
-                .restrictions
-                .as_ref()
+                .effective_restrictions()
                 .unwrap()
                 .destination_namespace_only
         );
@@ -400,4 +400,58 @@ fn the_checked_in_preview_crd_is_current() {
         "deploy/crds/previews.windlass.dev.yaml is stale: regenerate it from `windlass crd` (the \
          second document)"
     );
+}
+
+#[tokio::test]
+async fn windlass_sync_refuses_objects_outside_the_restrictions_before_writing() {
+    with_namespace("prv-sync", |client, ns| async move {
+        let role = format!("{ns}-reader");
+        let cluster_role = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\nrules:\n  - apiGroups: [\"\"]\n    resources: [\"configmaps\"]\n    verbs: [\"get\"]\n"
+        );
+        let elsewhere = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stray\n  namespace: default\ndata:\n  value: x\n";
+        let served = ServedRepo::start(
+            "prv-sync",
+            &[
+                ("app/page.yaml", &configmap("page", "v1")),
+                ("app/role.yaml", &cluster_role),
+                ("app/stray.yaml", elsewhere),
+            ],
+        );
+        let file = served.root.path().join("app.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: windlass.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\nspec:\n  source:\n    repoURL: {}\n    ref: main\n    path: app\n  restrictions:\n    destinationNamespaceOnly: true\n",
+                served.url
+            ),
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let output = windlass_expect(&["sync", "-n", &ns, "-f", file], 2);
+        assert!(
+            output.contains("2 objects are outside the application's restrictions")
+                && output.contains(&format!(
+                    "ClusterRole.rbac.authorization.k8s.io {role} (cluster-scoped"
+                ))
+                && output.contains("ConfigMap stray (in namespace default"),
+            "{output}"
+        );
+        // Nothing was written, not even the allowed ConfigMap.
+        assert_eq!(configmap_value(&client, &ns, "page").await, None);
+
+        // allowKinds lets a kind through; the rest is still refused.
+        let text = std::fs::read_to_string(file).unwrap();
+        std::fs::write(
+            file,
+            format!("{text}    allowKinds: [ClusterRole.rbac.authorization.k8s.io]\n"),
+        )
+        .unwrap();
+        let output = windlass_expect(&["diff", "-n", &ns, "-f", file], 2);
+        assert!(
+            output.contains("1 object is outside") && !output.contains(&role),
+            "{output}"
+        );
+    })
+    .await;
 }

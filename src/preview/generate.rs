@@ -30,8 +30,7 @@ use crate::spec::{
     Application, ApplicationSpec, Destination, Preview, Restrictions, Source, SyncPolicy,
 };
 
-/// On generated Applications and preview Namespaces: the Preview's name.
-pub const PREVIEW_LABEL: &str = "windlass.dev/preview";
+pub use crate::spec::PREVIEW_LABEL;
 /// On preview Namespaces: the Preview's namespace (Previews in two
 /// namespaces may share a name).
 pub const PREVIEW_NAMESPACE_LABEL: &str = "windlass.dev/preview-namespace";

@@ -270,6 +270,8 @@ struct Pass {
     entries: Vec<PreviewEntry>,
     problems: Vec<String>,
     notes: Vec<String>,
+    /// `<application> (<ref>): <why>` for each refused preview.
+    refused: Vec<String>,
     expired: Vec<crate::spec::ExpiredPreview>,
 }
 
@@ -383,9 +385,10 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
         }
         if current.is_none_or(|c| generate::differs(c, &desired)) {
             if !crd_checked {
+                // Safe either way (generated Applications are confined by
+                // their label too), but allowKinds would be lost: say so.
                 if let Err(message) = application_crd_has_restrictions(&context.client).await {
                     pass.problems.push(message);
-                    break;
                 }
                 crd_checked = true;
             }
@@ -434,8 +437,16 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
                 }
             }
         }
-        pass.entries
-            .push(entry(&preview, &live, current, &destination));
+        let (entry, refused) = entry(&preview, &live, current, &destination);
+        if refused {
+            pass.refused.push(format!(
+                "{} ({}): {}",
+                entry.application,
+                entry.reference,
+                entry.message.clone().unwrap_or_default()
+            ));
+        }
+        pass.entries.push(entry);
     }
 
     for (name, why) in &decided.delete {
@@ -489,20 +500,22 @@ async fn owned_applications(
         .collect())
 }
 
-/// One `status.previews` entry; Ready from the generated Application.
+/// One `status.previews` entry, Ready from the generated Application; and
+/// whether that Application was refused for its restrictions.
 fn entry(
     preview: &Preview,
     live: &plan::LivePreview,
     current: Option<&Application>,
     namespace: &str,
-) -> PreviewEntry {
+) -> (PreviewEntry, bool) {
     let r = &live.preview;
     // A status describes the commit it was reached at only when that is ours.
     let ready = current
         .filter(|a| a.spec.source.reference.as_deref() == Some(r.commit.as_str()))
         .filter(|a| a.status.as_ref().and_then(|s| s.observed_generation) == a.metadata.generation)
         .and_then(|a| a.condition(condition::READY));
-    PreviewEntry {
+    let refused = ready.is_some_and(|c| c.reason == Reason::Restricted.as_str());
+    let entry = PreviewEntry {
         number: r.number.map(|n| n as i64),
         reference: r.ref_name.clone(),
         commit: r.commit.clone(),
@@ -514,20 +527,13 @@ fn entry(
             .map(|c| c.message.clone()),
         url: generate::preview_url(preview, r),
         head_since: Some(live.head_since.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    }
+    };
+    (entry, refused)
 }
 
-/// Whether a generated Application was refused for its restrictions.
-fn refused(entry: &PreviewEntry) -> bool {
-    entry
-        .message
-        .as_deref()
-        .is_some_and(|m| m.contains("outside the application's restrictions"))
-}
-
-/// Refuses a generated Application unless the installed Application CRD
-/// keeps `spec.restrictions`: an older CRD would prune the field, and the
-/// preview would run unrestricted.
+/// Whether the installed Application CRD keeps `spec.restrictions`: an
+/// older CRD prunes the field, and with it `allowKinds` (the
+/// `windlass.dev/preview` label still confines the Application).
 async fn application_crd_has_restrictions(client: &kube::Client) -> Result<(), String> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crds
@@ -547,8 +553,8 @@ async fn application_crd_has_restrictions(client: &kube::Client) -> Result<(), S
     } else {
         Err(
             "the installed Application CRD has no spec.restrictions (it is older than this \
-             windlass), so previews could not be confined to their namespaces: update the CRDs \
-             (windlass crd | kubectl apply --server-side -f -)"
+             windlass): previews stay confined to their namespaces, but allowKinds is lost; \
+             update the CRDs (windlass crd | kubectl apply --server-side -f -)"
                 .into(),
         )
     }
@@ -741,19 +747,7 @@ fn passed(preview: &Preview, pass: Pass) -> PreviewStatus {
     status.count = pass.entries.len() as i64;
     status.expired = pass.expired;
     status.last_listed_time = Some(crate::sync::engine::now());
-    let refused: Vec<String> = pass
-        .entries
-        .iter()
-        .filter(|e| refused(e))
-        .map(|e| {
-            format!(
-                "{} ({}): {}",
-                e.application,
-                e.reference,
-                e.message.clone().unwrap_or_default()
-            )
-        })
-        .collect();
+    let refused = pass.refused;
     status.previews = pass.entries;
     if refused.is_empty() {
         status

@@ -109,7 +109,7 @@ impl Target {
             values,
             set: Vec::new(),
             release_name: Some(name),
-            restrictions: spec.restrictions.clone(),
+            restrictions: application.effective_restrictions(),
         })
     }
 }
