@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -95,16 +95,25 @@ async fn install_crds(client: &Client) {
 }
 
 fn preview(name: &str, url: &str) -> Preview {
+    preview_with(name, url, serde_json::json!({}))
+}
+
+/// A Preview of `url` listing every 2s, with `extra` merged into its spec.
+fn preview_with(name: &str, url: &str, extra: serde_json::Value) -> Preview {
+    let mut spec = serde_json::json!({
+        "source": { "repoURL": url, "refPattern": "refs/pull/*/head" },
+        "interval": "2s",
+        "template": { "path": "app", "sync": { "interval": "2s" } },
+        "url": "http://{{slug}}.preview.test",
+    });
+    for (key, value) in extra.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
     serde_json::from_value(serde_json::json!({
         "apiVersion": "windlass.dev/v1alpha1",
         "kind": "Preview",
         "metadata": { "name": name },
-        "spec": {
-            "source": { "repoURL": url, "refPattern": "refs/pull/*/head" },
-            "interval": "2s",
-            "template": { "path": "app", "sync": { "interval": "2s" } },
-            "url": "http://{{slug}}.preview.test",
-        }
+        "spec": spec,
     }))
     .unwrap()
 }
@@ -157,6 +166,19 @@ async fn wait_for_preview(
         }
     })
     .await
+}
+
+/// The generated Application's revision records (Secrets in the
+/// Preview's namespace).
+async fn revision_records(client: &Client, ns: &str, application: &str) -> usize {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let selector = format!("windlass.dev/app={ns}.{application},windlass.dev/revision");
+    secrets
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .len()
 }
 
 async fn namespace_gone(client: &Client, name: &str) {
@@ -297,6 +319,9 @@ async fn a_pull_request_ref_gets_a_namespace_that_follows_it_and_goes_with_it() 
             Some(second.as_str())
         );
 
+        let records = revision_records(&client, &ns, &preview_ns).await;
+        assert!(records >= 2, "a revision per commit: {records}");
+
         // The ref goes (the pull request closed): Application and namespace go.
         git(
             &served.repo.work,
@@ -304,6 +329,7 @@ async fn a_pull_request_ref_gets_a_namespace_that_follows_it_and_goes_with_it() 
         );
         namespace_gone(&client, &preview_ns).await;
         assert!(applications.get_opt(&preview_ns).await.unwrap().is_none());
+        assert_eq!(revision_records(&client, &ns, &preview_ns).await, 0);
         wait_for_preview(&client, &ns, &name, "status without previews", |p| {
             p.status
                 .as_ref()
@@ -452,6 +478,63 @@ async fn windlass_sync_refuses_objects_outside_the_restrictions_before_writing()
             output.contains("1 object is outside") && !output.contains(&role),
             "{output}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_preview_expires_and_comes_back_with_a_new_commit() {
+    with_namespace("prv-ttl", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start("prv-ttl", &[("app/page.yaml", &configmap("page", "main"))]);
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        let spec = serde_json::json!({ "ttl": "15s" });
+        previews
+            .create(
+                &PostParams::default(),
+                &preview_with(&name, &served.url, spec),
+            )
+            .await
+            .unwrap();
+        let preview_ns = format!("{name}-pr-5");
+        let first = push_pull_request(&served, 5, &[("app/page.yaml", &configmap("page", "one"))]);
+
+        // Up, then (its head idle past the ttl) down, remembered as expired.
+        wait_for_preview(&client, &ns, &name, "the preview to come up", |p| {
+            p.status.as_ref().is_some_and(|s| s.previews.len() == 1)
+        })
+        .await;
+        let expired = wait_for_preview(&client, &ns, &name, "the preview to expire", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.previews.is_empty() && s.expired.len() == 1)
+        })
+        .await;
+        let entry = &expired.status.unwrap().expired[0];
+        assert_eq!(
+            (entry.reference.as_str(), entry.commit.as_str()),
+            ("refs/pull/5/head", first.as_str())
+        );
+        namespace_gone(&client, &preview_ns).await;
+
+        // A new commit on the ref brings it back.
+        push_pull_request(&served, 5, &[("app/page.yaml", &configmap("page", "two"))]);
+        eventually("the revived preview's ConfigMap", LIMIT, || {
+            let (client, preview_ns) = (client.clone(), preview_ns.clone());
+            async move {
+                let value = configmap_value(&client, &preview_ns, "page").await;
+                (value.as_deref() == Some("two"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+
+        delete_preview(&client, &ns, &name).await;
+        namespace_gone(&client, &preview_ns).await;
+        drop(controller);
     })
     .await;
 }
