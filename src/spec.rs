@@ -288,6 +288,41 @@ pub struct PreviewSpec {
     /// same placeholders: `https://{{slug}}.preview.example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Ask the Git host which pull requests are open: only open, non-draft
+    /// ones (with `labels`) get previews, and each preview's state is
+    /// posted as a commit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ScmProvider>,
+}
+
+/// A Git host's API for pull-request previews.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProvider {
+    /// `github`, `gitlab` or `gitea` (Forgejo too).
+    #[serde(rename = "type")]
+    #[schemars(pattern("^(github|gitlab|gitea)$"))]
+    pub kind: String,
+    /// The API's base URL. Default: `https://api.github.com` (github),
+    /// `https://gitlab.com/api/v4` (gitlab); required for gitea
+    /// (`https://gitea.example.com/api/v1`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// `owner/name` (GitLab: the project's full path). Default: from
+    /// `source.repoURL`'s path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// A Secret in the Preview's namespace whose key `token` holds an API
+    /// token (read pull requests; write commit statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<LocalObjectReference>,
+    /// Only pull requests carrying all these labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Post each preview's state (pending, success, failure, with the URL)
+    /// as a commit status `windlass/preview` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<bool>,
 }
 
 /// Where the previews come from.

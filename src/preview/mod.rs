@@ -13,6 +13,7 @@
 //! - [`naming`]: ref patterns, numbers, slugs, DNS-1123 names, placeholders (pure).
 //! - [`plan`]: listed refs + existing previews → create, move, delete, wait, expire (pure).
 //! - [`generate`]: a Preview and a live preview → the generated Application (pure).
+//! - [`provider`]: GitHub, GitLab, Gitea: open pull requests, commit statuses.
 //! - [`reconcile`]: the `Controller<Preview>` that does it; [`spawn`] starts it
 //!   next to the Application controller.
 //!
@@ -23,6 +24,7 @@
 pub mod generate;
 pub mod naming;
 pub mod plan;
+pub mod provider;
 pub mod reconcile;
 
 pub use reconcile::{PreviewLoop, PreviewOptions, run, spawn};

@@ -37,6 +37,7 @@ use super::generate::{
 };
 use super::naming::{PreviewRef, RefPattern};
 use super::plan::{self, Facts};
+use super::provider::{self, ApiClient, CommitState, Provider, ProviderError, PullRequest};
 use crate::cluster::{ApiError, explain};
 use crate::source::{self, Credentials, RemoteRef, Repo, SourceCache, SourceOptions};
 use crate::spec::{
@@ -127,6 +128,9 @@ pub async fn run(client: kube::Client, options: PreviewOptions) {
         client,
         cache: SourceCache::new(options.source),
         listings: Mutex::default(),
+        pulls: Mutex::default(),
+        api: std::sync::OnceLock::new(),
+        posted: Mutex::default(),
     });
     Controller::new(previews, watcher::Config::default().any_semantic())
         .owns(
@@ -149,6 +153,7 @@ pub async fn run(client: kube::Client, options: PreviewOptions) {
 }
 
 type Listing = Arc<OnceCell<Result<Vec<RemoteRef>, source::Error>>>;
+type PullsListing = Arc<OnceCell<Result<Vec<PullRequest>, ProviderError>>>;
 
 /// A listing's key: repository, credentials (Secret), interval in ms.
 type ListingKey = (String, String, u64);
@@ -159,6 +164,24 @@ struct Context {
     cache: SourceCache,
     /// Per (repository, credentials, interval): the slot listed and its refs.
     listings: Mutex<HashMap<ListingKey, (u64, Listing)>>,
+    /// Per (pulls URL, token Secret, interval): the open pull requests.
+    pulls: Mutex<HashMap<ListingKey, (u64, PullsListing)>>,
+    /// The Git host API client, made on first use.
+    api: std::sync::OnceLock<Result<Arc<ApiClient>, String>>,
+    /// Commit statuses posted: (Preview uid, commit) → state.
+    posted: Mutex<HashMap<(String, String), CommitState>>,
+}
+
+/// The shared value of `key` for the current interval slot (the key ends
+/// in the interval): the same one for every caller until the slot ends.
+fn in_slot<T: Default + Clone>(map: &Mutex<HashMap<ListingKey, (u64, T)>>, key: ListingKey) -> T {
+    let slot = now_ms() / key.2;
+    let mut map = map.lock().expect("slot cache lock");
+    let entry = map.entry(key).or_insert_with(|| (slot, T::default()));
+    if entry.0 != slot {
+        *entry = (slot, T::default());
+    }
+    entry.1.clone()
 }
 
 impl Context {
@@ -170,26 +193,45 @@ impl Context {
         credentials_key: &str,
         interval: Duration,
     ) -> Result<Vec<RemoteRef>, source::Error> {
-        let interval_ms = interval.as_millis().max(1) as u64;
-        let slot = now_ms() / interval_ms;
         let key = (
             repo.url.cache_key().to_string(),
             credentials_key.to_string(),
-            interval_ms,
+            interval.as_millis().max(1) as u64,
         );
-        let listing = {
-            let mut listings = self.listings.lock().expect("listings lock");
-            let entry = listings
-                .entry(key)
-                .or_insert_with(|| (slot, Listing::default()));
-            if entry.0 != slot {
-                *entry = (slot, Listing::default());
-            }
-            entry.1.clone()
-        };
+        let listing: Listing = in_slot(&self.listings, key);
         listing
             .get_or_init(|| self.cache.list_refs(repo, "refs/**"))
             .await
+            .clone()
+    }
+
+    /// The open pull requests for this interval slot, shared like refs.
+    async fn pull_requests(
+        &self,
+        provider: &Provider,
+        token: Option<&source::Secret>,
+        token_key: &str,
+        interval: Duration,
+    ) -> Result<Vec<PullRequest>, ProviderError> {
+        let api = self.api_client().map_err(|reason| ProviderError::Request {
+            url: provider.pulls_url(),
+            reason,
+        })?;
+        let key = (
+            provider.pulls_url(),
+            token_key.to_string(),
+            interval.as_millis().max(1) as u64,
+        );
+        let listing: PullsListing = in_slot(&self.pulls, key);
+        listing
+            .get_or_init(|| api.pulls(provider, token))
+            .await
+            .clone()
+    }
+
+    fn api_client(&self) -> Result<Arc<ApiClient>, String> {
+        self.api
+            .get_or_init(|| ApiClient::new(Duration::from_secs(30)).map(Arc::new))
             .clone()
     }
 }
@@ -338,10 +380,40 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
             return Ok(retry);
         }
     };
-    let listed: Vec<PreviewRef> = refs
+    let mut listed: Vec<PreviewRef> = refs
         .iter()
         .filter_map(|r| PreviewRef::new(&settings.pattern, &r.name, &r.commit.to_string()))
         .collect();
+    let provider = match scm_provider(&preview, &context).await {
+        Ok(provider) => provider,
+        Err(message) => {
+            write_status(
+                &preview,
+                &context,
+                failed("ProviderFailed", &message, &preview),
+            )
+            .await?;
+            return Ok(retry);
+        }
+    };
+    if let Some((provider, token, token_key)) = &provider {
+        match context
+            .pull_requests(provider, token.as_ref(), token_key, settings.interval)
+            .await
+        {
+            Ok(pulls) => listed = provider::only_wanted(listed, &provider.wanted(&pulls)),
+            Err(e) => {
+                let message = e.to_string();
+                write_status(
+                    &preview,
+                    &context,
+                    failed("ProviderFailed", &message, &preview),
+                )
+                .await?;
+                return Ok(retry);
+            }
+        }
+    }
 
     let applications: Api<Application> = Api::namespaced(context.client.clone(), &namespace);
     let owned = owned_applications(&preview, &applications).await?;
@@ -475,12 +547,105 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
         ));
     }
 
+    if let Some((provider, token, _)) = &provider
+        && provider.commit_status
+    {
+        post_statuses(&preview, &context, provider, token.as_ref(), &mut pass).await;
+    }
+
     let wanted: BTreeSet<String> = pass.entries.iter().map(|e| e.namespace.clone()).collect();
     let in_use: BTreeSet<String> = owned.iter().map(|a| a.destination_namespace()).collect();
     delete_unused_namespaces(&context.client, &preview, &wanted, &in_use, &mut pass).await;
 
     write_status(&preview, &context, passed(&preview, pass)).await?;
     Ok(retry)
+}
+
+/// The Preview's SCM provider with its token (and the token Secret's name,
+/// to key shared listings), if it has one; else the message saying why not.
+async fn scm_provider(
+    preview: &Preview,
+    context: &Context,
+) -> Result<Option<(Provider, Option<source::Secret>, String)>, String> {
+    let Some(spec) = &preview.spec.provider else {
+        return Ok(None);
+    };
+    let provider =
+        Provider::from_spec(spec, &preview.spec.source.repo_url).map_err(|e| e.to_string())?;
+    let Some(secret) = &spec.token_secret_ref else {
+        return Ok(Some((provider, None, String::new())));
+    };
+    let namespace = preview.namespace().unwrap_or_default();
+    let name = format!("{namespace}/{}", secret.name);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(context.client.clone(), &namespace);
+    let found = secrets
+        .get(&secret.name)
+        .await
+        .map_err(|e| format!("reading the provider token Secret {name}: {}", explain(&e)))?;
+    let token = found
+        .data
+        .unwrap_or_default()
+        .remove("token")
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .map(|t| source::Secret::new(t.trim().to_string()))
+        .ok_or_else(|| format!("the provider token Secret {name} has no key `token`"))?;
+    Ok(Some((provider, Some(token), name)))
+}
+
+/// Posts each preview's state as a commit status when it changed since the
+/// last post (remembered in memory: a restart posts each once more).
+async fn post_statuses(
+    preview: &Preview,
+    context: &Context,
+    provider: &Provider,
+    token: Option<&source::Secret>,
+    pass: &mut Pass,
+) {
+    let Ok(api) = context.api_client() else {
+        return; // the pull-request listing already failed and said why
+    };
+    let uid = preview.uid().unwrap_or_default();
+    for entry in &pass.entries {
+        let state = provider::commit_state(&entry.ready);
+        let key = (uid.clone(), entry.commit.clone());
+        if context.posted.lock().expect("posted lock").get(&key) == Some(&state) {
+            continue;
+        }
+        let description = match state {
+            CommitState::Pending => format!("preview {} is being deployed", entry.namespace),
+            CommitState::Success => format!("preview {} is ready", entry.namespace),
+            CommitState::Failure => entry
+                .message
+                .clone()
+                .unwrap_or_else(|| "the preview failed".into())
+                .chars()
+                .take(140)
+                .collect(),
+        };
+        match api
+            .post_status(
+                provider,
+                token,
+                &entry.commit,
+                state,
+                entry.url.as_deref(),
+                &description,
+            )
+            .await
+        {
+            Ok(()) => {
+                context
+                    .posted
+                    .lock()
+                    .expect("posted lock")
+                    .insert(key, state);
+            }
+            Err(e) => pass
+                .notes
+                .push(format!("{}: commit status: {e}", entry.reference)),
+        }
+    }
 }
 
 /// The generated Applications this Preview owns (label, and owner by uid).
