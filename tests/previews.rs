@@ -538,3 +538,174 @@ async fn an_idle_preview_expires_and_comes_back_with_a_new_commit() {
     })
     .await;
 }
+
+/// A stand-in for GitHub's REST API on 127.0.0.1: the pull requests it
+/// lists, and the commit statuses posted to it (with their Authorization).
+#[derive(Clone, Default)]
+struct FakeGitHub {
+    pulls: std::sync::Arc<std::sync::Mutex<serde_json::Value>>,
+    statuses: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl FakeGitHub {
+    /// Serves `/repos/org/deploy/...`; returns the base URL. Requests
+    /// without `Authorization: Bearer t0ken` get 401.
+    async fn start(&self) -> String {
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, post};
+        fn authorized(headers: &HeaderMap) -> bool {
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer t0ken")
+        }
+        let app = axum::Router::new()
+            .route(
+                "/repos/org/deploy/pulls",
+                get(
+                    |State(fake): State<FakeGitHub>, headers: HeaderMap| async move {
+                        if !authorized(&headers) {
+                            return Err(StatusCode::UNAUTHORIZED);
+                        }
+                        Ok(axum::Json(fake.pulls.lock().unwrap().clone()))
+                    },
+                ),
+            )
+            .route(
+                "/repos/org/deploy/statuses/{sha}",
+                post(
+                    |State(fake): State<FakeGitHub>,
+                     Path(sha): Path<String>,
+                     headers: HeaderMap,
+                     axum::Json(body): axum::Json<serde_json::Value>| async move {
+                        if !authorized(&headers) {
+                            return StatusCode::UNAUTHORIZED;
+                        }
+                        fake.statuses.lock().unwrap().push((sha, body));
+                        StatusCode::CREATED
+                    },
+                ),
+            )
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    fn set_pulls(&self, pulls: serde_json::Value) {
+        *self.pulls.lock().unwrap() = pulls;
+    }
+
+    /// The states posted for `sha`, in order.
+    fn states(&self, sha: &str) -> Vec<serde_json::Value> {
+        self.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == sha)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+}
+
+fn pull(number: u32, sha: &str, draft: bool, labels: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "number": number, "state": "open", "draft": draft,
+        "head": { "ref": format!("pr-{number}"), "sha": sha },
+        "labels": labels.iter().map(|l| serde_json::json!({ "name": l })).collect::<Vec<_>>(),
+    })
+}
+
+#[tokio::test]
+async fn with_a_provider_only_open_labelled_pull_requests_get_previews_and_statuses() {
+    with_namespace("prv-scm", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start("prv-scm", &[("app/page.yaml", &configmap("page", "main"))]);
+        let wanted = push_pull_request(&served, 1, &[("app/page.yaml", &configmap("page", "one"))]);
+        let draft = push_pull_request(&served, 2, &[("app/page.yaml", &configmap("page", "two"))]);
+        let unlabelled = push_pull_request(
+            &served,
+            3,
+            &[("app/page.yaml", &configmap("page", "three"))],
+        );
+        let github = FakeGitHub::default();
+        github.set_pulls(serde_json::json!([
+            pull(1, &wanted, false, &["preview"]),
+            pull(2, &draft, true, &["preview"]),
+            pull(3, &unlabelled, false, &[]),
+        ]));
+        let api = github.start().await;
+
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let token: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "scm" }, "stringData": { "token": "t0ken" }
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &token)
+            .await
+            .unwrap();
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let provider = serde_json::json!({ "provider": {
+            "type": "github", "apiURL": api, "repository": "org/deploy",
+            "tokenSecretRef": { "name": "scm" }, "labels": ["preview"],
+        }});
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(
+                &PostParams::default(),
+                &preview_with(&name, &served.url, provider),
+            )
+            .await
+            .unwrap();
+
+        // Only pull request 1 has a preview, and its state reaches GitHub.
+        let pr1 = format!("{name}-pr-1");
+        eventually("pull request 1's ConfigMap", LIMIT, || {
+            let (client, pr1) = (client.clone(), pr1.clone());
+            async move {
+                let value = configmap_value(&client, &pr1, "page").await;
+                (value.as_deref() == Some("one"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+        let states = eventually("a success status for pull request 1", LIMIT, || {
+            let states = github.states(&wanted);
+            async move {
+                let last = states.last().map(|s| s["state"].clone());
+                (last == Some(serde_json::json!("success")))
+                    .then(|| states.clone())
+                    .ok_or(format!("{states:?}"))
+            }
+        })
+        .await;
+        assert_eq!(states[0]["state"], "pending", "{states:?}");
+        assert_eq!(states.last().unwrap()["context"], "windlass/preview");
+        assert_eq!(
+            states.last().unwrap()["target_url"],
+            "http://pr-1.preview.test"
+        );
+        let status = previews.get(&name).await.unwrap().status.unwrap();
+        let numbers: Vec<Option<i64>> = status.previews.iter().map(|p| p.number).collect();
+        assert_eq!(numbers, [Some(1)]);
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for number in [2, 3] {
+            let other = format!("{name}-pr-{number}");
+            assert!(
+                namespaces.get_opt(&other).await.unwrap().is_none(),
+                "{other}"
+            );
+        }
+        assert!(github.states(&draft).is_empty() && github.states(&unlabelled).is_empty());
+
+        // Closed on GitHub (its ref stays, as GitHub keeps it): the preview goes.
+        github.set_pulls(serde_json::json!([]));
+        namespace_gone(&client, &pr1).await;
+
+        delete_preview(&client, &ns, &name).await;
+        drop(controller);
+    })
+    .await;
+}
