@@ -14,7 +14,7 @@
 //! and parsing are apart: everything but [`ApiClient`] is pure. The token
 //! never appears in errors, logs or `Debug` output.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -268,21 +268,37 @@ pub fn repository_from_url(url: &str) -> Option<String> {
     (path.contains('/') && !path.is_empty()).then(|| path.to_string())
 }
 
+/// How many pull requests one listing asks for: a full page may not be all.
+pub const PAGE: usize = 100;
+
 /// The refs that keep their previews under a provider: a numbered ref whose
 /// pull request is wanted (its `{{branch}}` becomes the pull request's
 /// source branch), or a branch ref that is the source of a wanted one.
+///
+/// When the host's answer was a full page (`pulls.len() >= PAGE`), a pull
+/// request missing from it may be open on a later page: its ref keeps a
+/// preview it already has (`previewed`), and gets none new.
 pub fn only_wanted(
     listed: Vec<PreviewRef>,
-    wanted: &BTreeMap<u64, PullRequest>,
+    provider: &Provider,
+    pulls: &[PullRequest],
+    previewed: &BTreeSet<String>,
 ) -> Vec<PreviewRef> {
+    let wanted = provider.wanted(pulls);
+    let complete = pulls.len() < PAGE;
     listed
         .into_iter()
         .filter_map(|mut r| match r.number {
-            Some(number) => {
-                let pull = wanted.get(&number)?;
-                r.branch = pull.branch.clone();
-                Some(r)
-            }
+            Some(number) => match wanted.get(&number) {
+                Some(pull) => {
+                    r.branch = pull.branch.clone();
+                    Some(r)
+                }
+                None => {
+                    let unseen = !pulls.iter().any(|p| p.number == number);
+                    (!complete && unseen && previewed.contains(&r.ref_name)).then_some(r)
+                }
+            },
             None => wanted.values().any(|p| p.branch == r.branch).then_some(r),
         })
         .collect()
@@ -561,21 +577,40 @@ mod tests {
             draft: false,
             labels: Vec::new(),
         };
-        let wanted = BTreeMap::from([(1, pull(1, "feature-a"))]);
-        let listed = vec![
-            PreviewRef::new(&pulls, "refs/pull/1/head", "s").unwrap(),
-            PreviewRef::new(&pulls, "refs/pull/2/head", "s").unwrap(),
-        ];
-        let kept = only_wanted(listed, &wanted);
-        assert_eq!(kept.len(), 1);
+        let github = provider("github", &[]);
+        let open = [pull(1, "feature-a")];
+        let listed = || {
+            vec![
+                PreviewRef::new(&pulls, "refs/pull/1/head", "s").unwrap(),
+                PreviewRef::new(&pulls, "refs/pull/2/head", "s").unwrap(),
+            ]
+        };
+        let previewed = BTreeSet::from(["refs/pull/2/head".to_string()]);
+        let kept = only_wanted(listed(), &github, &open, &previewed);
+        assert_eq!(kept.len(), 1, "#2 is closed: the answer was complete");
         assert_eq!(kept[0].branch, "feature-a");
         let branches = vec![
             PreviewRef::new(&heads, "refs/heads/feature-a", "s").unwrap(),
             PreviewRef::new(&heads, "refs/heads/other", "s").unwrap(),
         ];
-        let kept = only_wanted(branches, &wanted);
+        let kept = only_wanted(branches, &github, &open, &BTreeSet::new());
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].ref_name, "refs/heads/feature-a");
+
+        // A full page: #2 may be open on the next one; it keeps its preview.
+        let page: Vec<PullRequest> = (100..100 + PAGE as u64).map(|n| pull(n, "x")).collect();
+        let page = [open.to_vec(), page].concat();
+        let kept = only_wanted(listed(), &github, &page, &previewed);
+        assert_eq!(kept.len(), 2);
+        let kept = only_wanted(listed(), &github, &page, &BTreeSet::new());
+        assert_eq!(kept.len(), 1, "but gets none new");
+        // One on the page as a draft goes, full page or not.
+        let mut drafts = page.clone();
+        drafts.push(PullRequest {
+            draft: true,
+            ..pull(2, "b")
+        });
+        assert_eq!(only_wanted(listed(), &github, &drafts, &previewed).len(), 1);
     }
 
     #[test]

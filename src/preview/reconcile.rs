@@ -396,12 +396,21 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
             return Ok(retry);
         }
     };
+    let applications: Api<Application> = Api::namespaced(context.client.clone(), &namespace);
+    let owned = owned_applications(&preview, &applications).await?;
     if let Some((provider, token, token_key)) = &provider {
         match context
             .pull_requests(provider, token.as_ref(), token_key, settings.interval)
             .await
         {
-            Ok(pulls) => listed = provider::only_wanted(listed, &provider.wanted(&pulls)),
+            Ok(pulls) => {
+                let previewed: BTreeSet<String> = owned
+                    .iter()
+                    .filter_map(generate::existing_preview)
+                    .map(|e| e.ref_name)
+                    .collect();
+                listed = provider::only_wanted(listed, provider, &pulls, &previewed);
+            }
             Err(e) => {
                 let message = e.to_string();
                 write_status(
@@ -415,8 +424,6 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
         }
     }
 
-    let applications: Api<Application> = Api::namespaced(context.client.clone(), &namespace);
-    let owned = owned_applications(&preview, &applications).await?;
     let existing: Vec<plan::ExistingPreview> = owned
         .iter()
         .filter(|a| a.metadata.deletion_timestamp.is_none())
