@@ -709,3 +709,16 @@ async fn with_a_provider_only_open_labelled_pull_requests_get_previews_and_statu
     })
     .await;
 }
+
+#[test]
+fn the_example_preview_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/previews/preview.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let preview: Preview = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(preview.spec.source.ref_pattern, "refs/pull/*/head");
+    assert_eq!(preview.ttl().unwrap(), Some(Duration::from_secs(72 * 3600)));
+    let provider = preview.spec.provider.as_ref().unwrap();
+    assert_eq!(provider.labels, ["preview"]);
+    windlass::preview::provider::Provider::from_spec(provider, &preview.spec.source.repo_url)
+        .expect("owner/name comes from the repoURL");
+}
