@@ -712,7 +712,10 @@ async fn with_a_provider_only_open_labelled_pull_requests_get_previews_and_statu
 
 #[test]
 fn the_example_preview_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/previews/preview.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/previews/preview.yaml"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let preview: Preview = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(preview.spec.source.ref_pattern, "refs/pull/*/head");
