@@ -288,6 +288,12 @@ pub struct PreviewSpec {
     /// same placeholders: `https://{{slug}}.preview.example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The Pod Security level enforced in each preview namespace:
+    /// `baseline` (default: no privileged pods, host namespaces or hostPath
+    /// volumes, which would reach the node), `restricted` or `privileged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^(privileged|baseline|restricted)$"))]
+    pub pod_security: Option<String>,
     /// Ask the Git host which pull requests are open: only open, non-draft
     /// ones (with `labels`) get previews, and each preview's state is
     /// posted as a commit status.
@@ -457,6 +463,11 @@ impl Preview {
 
     pub fn max_previews(&self) -> usize {
         self.spec.max_previews.unwrap_or(10) as usize
+    }
+
+    /// The Pod Security level of preview namespaces (default `baseline`).
+    pub fn pod_security(&self) -> &str {
+        self.spec.pod_security.as_deref().unwrap_or("baseline")
     }
 }
 

@@ -725,3 +725,46 @@ fn the_example_preview_is_valid() {
     windlass::preview::provider::Provider::from_spec(provider, &preview.spec.source.repo_url)
         .expect("owner/name comes from the repoURL");
 }
+
+#[tokio::test]
+async fn a_privileged_pod_in_a_preview_is_stopped_by_pod_security() {
+    with_namespace("prv-psa", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start("prv-psa", &[("app/page.yaml", &configmap("page", "main"))]);
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(&PostParams::default(), &preview(&name, &served.url))
+            .await
+            .unwrap();
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: node-escape\nspec:\n  containers:\n    - name: c\n      image: busybox\n      securityContext:\n        privileged: true\n";
+        push_pull_request(&served, 4, &[("app/pod.yaml", pod)]);
+        let preview_ns = format!("{name}-pr-4");
+
+        let applications: Api<Application> = Api::namespaced(client.clone(), &ns);
+        let message = eventually("the generated Application to fail", LIMIT, || {
+            let (applications, preview_ns) = (applications.clone(), preview_ns.clone());
+            async move {
+                let app = applications.get(&preview_ns).await.map_err(|e| e.to_string())?;
+                let ready = app.condition("Ready").ok_or("no Ready yet")?;
+                (ready.status == "False")
+                    .then(|| ready.message.clone())
+                    .ok_or(format!("{ready:?}"))
+            }
+        })
+        .await;
+        assert!(
+            message.contains("node-escape") && message.contains("violates PodSecurity \"baseline"),
+            "{message}"
+        );
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let created = namespaces.get(&preview_ns).await.unwrap();
+        assert_eq!(created.labels()["pod-security.kubernetes.io/enforce"], "baseline");
+
+        delete_preview(&client, &ns, &name).await;
+        namespace_gone(&client, &preview_ns).await;
+        drop(controller);
+    })
+    .await;
+}

@@ -42,6 +42,37 @@ pub const REF_ANNOTATION: &str = "windlass.dev/preview-ref";
 /// On generated Applications: when the ref's head last moved (RFC 3339).
 pub const HEAD_SINCE_ANNOTATION: &str = "windlass.dev/preview-head-since";
 
+/// On preview Namespaces: the Pod Security level the API server enforces.
+pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+/// The labels that say a namespace is this Preview's (its selector).
+pub fn ownership_labels(preview: &Preview) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PREVIEW_LABEL.to_string(), label_value(&preview.name_any())),
+        (
+            PREVIEW_NAMESPACE_LABEL.to_string(),
+            preview.namespace().unwrap_or_default(),
+        ),
+    ])
+}
+
+/// Every label of a preview's namespace: ownership, number, Pod Security.
+pub fn namespace_labels(preview: &Preview, r: &PreviewRef) -> BTreeMap<String, String> {
+    let mut labels = ownership_labels(preview);
+    labels.insert(NUMBER_LABEL.to_string(), number_label(r));
+    labels.insert(
+        POD_SECURITY_LABEL.to_string(),
+        preview.pod_security().to_string(),
+    );
+    labels
+}
+
+fn number_label(r: &PreviewRef) -> String {
+    r.number
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| r.slug.clone())
+}
+
 /// A name as a label value: itself when short enough (a Kubernetes name is
 /// a valid label value up to 63 characters), else a cut DNS-1123 label.
 pub fn label_value(name: &str) -> String {
@@ -87,12 +118,7 @@ pub fn generated_application(preview: &Preview, live: &LivePreview) -> Applicati
     let template = &preview.spec.template;
     let labels = BTreeMap::from([
         (PREVIEW_LABEL.to_string(), label_value(&preview.name_any())),
-        (
-            NUMBER_LABEL.to_string(),
-            r.number
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| r.slug.clone()),
-        ),
+        (NUMBER_LABEL.to_string(), number_label(r)),
     ]);
     let annotations = BTreeMap::from([
         (REF_ANNOTATION.to_string(), r.ref_name.clone()),
@@ -277,6 +303,26 @@ mod tests {
         assert!(!differs(&app, &app));
         let moved = generated_application(&preview, &live(8));
         assert!(differs(&app, &moved));
+    }
+
+    #[test]
+    fn preview_namespaces_are_labelled_ours_and_baseline_by_default() {
+        let mut preview = preview(serde_json::json!({
+            "source": { "repoURL": "https://x/y.git", "refPattern": "refs/pull/*/head" },
+        }));
+        let labels = namespace_labels(&preview, &live(7).preview);
+        assert_eq!(labels[PREVIEW_LABEL], "web");
+        assert_eq!(labels[PREVIEW_NAMESPACE_LABEL], "team-a");
+        assert_eq!(labels[NUMBER_LABEL], "7");
+        assert_eq!(labels[POD_SECURITY_LABEL], "baseline");
+        preview.spec.pod_security = Some("restricted".into());
+        let labels = namespace_labels(&preview, &live(7).preview);
+        assert_eq!(labels[POD_SECURITY_LABEL], "restricted");
+        assert!(
+            ownership_labels(&preview)
+                .iter()
+                .all(|(k, v)| labels[k] == *v)
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, instrument, warn};
 
 use super::generate::{
-    self, NUMBER_LABEL, PREVIEW_LABEL, PREVIEW_NAMESPACE_LABEL, generated_application, label_value,
+    self, POD_SECURITY_LABEL, PREVIEW_LABEL, generated_application, label_value,
 };
 use super::naming::{PreviewRef, RefPattern};
 use super::plan::{self, Facts};
@@ -732,8 +732,8 @@ async fn application_crd_has_restrictions(client: &kube::Client) -> Result<(), S
     }
 }
 
-/// Creates the preview's namespace, labelled as this Preview's; refuses a
-/// namespace that exists and is not.
+/// Creates the preview's namespace, labelled as this Preview's (and with its
+/// Pod Security level); refuses a namespace that exists and is not ours.
 async fn ensure_namespace(
     client: &kube::Client,
     preview: &Preview,
@@ -741,10 +741,11 @@ async fn ensure_namespace(
     name: &str,
 ) -> Result<(), String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let labels = namespace_labels(preview);
+    let ownership = generate::ownership_labels(preview);
+    let labels = generate::namespace_labels(preview, r);
     match namespaces.get_opt(name).await {
         Ok(Some(existing)) => {
-            let ours = labels
+            let ours = ownership
                 .iter()
                 .all(|(k, v)| existing.labels().get(k) == Some(v));
             if !ours {
@@ -752,29 +753,28 @@ async fn ensure_namespace(
                     "{}: namespace {name} exists and is not this Preview's (no labels {}): \
                      choose another template.destination.namespace",
                     r.ref_name,
-                    labels
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    selector(&ownership)
                 ));
             }
             if existing.metadata.deletion_timestamp.is_some() {
                 return Err(format!(
-                    "{}: namespace {name} is still being deleted; the preview comes up when it is gone",
+                    "{}: namespace {name} is still being deleted; the preview comes up when it \
+                     is gone",
                     r.ref_name
                 ));
+            }
+            let level = &labels[POD_SECURITY_LABEL];
+            if existing.labels().get(POD_SECURITY_LABEL) != Some(level) {
+                let patch =
+                    serde_json::json!({ "metadata": { "labels": { POD_SECURITY_LABEL: level } } });
+                namespaces
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| format!("labelling namespace {name}: {}", explain(&e)))?;
             }
             Ok(())
         }
         Ok(None) => {
-            let mut labels = labels;
-            labels.insert(
-                NUMBER_LABEL.to_string(),
-                r.number
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| r.slug.clone()),
-            );
             let namespace = Namespace {
                 metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     name: Some(name.to_string()),
@@ -783,16 +783,11 @@ async fn ensure_namespace(
                 },
                 ..Default::default()
             };
-            match namespaces
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &namespace,
-                )
-                .await
-            {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            match namespaces.create(&params, &namespace).await {
                 Ok(_) => {
                     info!(namespace = %name, "created the preview namespace");
                     Ok(())
@@ -805,18 +800,9 @@ async fn ensure_namespace(
     }
 }
 
-fn namespace_labels(preview: &Preview) -> std::collections::BTreeMap<String, String> {
-    std::collections::BTreeMap::from([
-        (PREVIEW_LABEL.to_string(), label_value(&preview.name_any())),
-        (
-            PREVIEW_NAMESPACE_LABEL.to_string(),
-            preview.namespace().unwrap_or_default(),
-        ),
-    ])
-}
-
-fn namespace_selector(preview: &Preview) -> String {
-    namespace_labels(preview)
+/// `k=v,k=v`: a label selector.
+fn selector(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -833,7 +819,7 @@ async fn delete_unused_namespaces(
 ) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let labelled = match namespaces
-        .list(&ListParams::default().labels(&namespace_selector(preview)))
+        .list(&ListParams::default().labels(&selector(&generate::ownership_labels(preview))))
         .await
     {
         Ok(list) => list
