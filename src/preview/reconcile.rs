@@ -152,7 +152,7 @@ pub async fn run(client: kube::Client, options: PreviewOptions) {
         .await;
 }
 
-type Listing = Arc<OnceCell<Result<Vec<RemoteRef>, source::Error>>>;
+type RefsListing = Arc<OnceCell<Result<Vec<RemoteRef>, source::Error>>>;
 type PullsListing = Arc<OnceCell<Result<Vec<PullRequest>, ProviderError>>>;
 
 /// A listing's key: repository, credentials (Secret), interval in ms.
@@ -163,7 +163,7 @@ struct Context {
     client: kube::Client,
     cache: SourceCache,
     /// Per (repository, credentials, interval): the slot listed and its refs.
-    listings: Mutex<HashMap<ListingKey, (u64, Listing)>>,
+    listings: Mutex<HashMap<ListingKey, (u64, RefsListing)>>,
     /// Per (pulls URL, token Secret, interval): the open pull requests.
     pulls: Mutex<HashMap<ListingKey, (u64, PullsListing)>>,
     /// The Git host API client, made on first use.
@@ -198,7 +198,7 @@ impl Context {
             credentials_key.to_string(),
             interval.as_millis().max(1) as u64,
         );
-        let listing: Listing = in_slot(&self.listings, key);
+        let listing: RefsListing = in_slot(&self.listings, key);
         listing
             .get_or_init(|| self.cache.list_refs(repo, "refs/**"))
             .await
@@ -317,113 +317,77 @@ struct Pass {
     expired: Vec<crate::spec::ExpiredPreview>,
 }
 
-#[instrument(skip_all, fields(preview = %format!("{}/{}", preview.namespace().unwrap_or_default(), preview.name_any())))]
-async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, Error> {
-    let settings = match settings(&preview) {
-        Ok(settings) => settings,
-        Err(message) => {
-            write_status(
-                &preview,
-                &context,
-                failed("InvalidSpec", &message, &preview),
-            )
-            .await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let retry = Action::requeue(until_next_slot(settings.interval));
-    let namespace = preview.namespace().unwrap_or_default();
-    let credentials = match &preview.spec.source.secret_ref {
-        Some(secret) => {
-            match source::auth::read_credentials_secret(&context.client, &namespace, &secret.name)
-                .await
-            {
-                Ok(credentials) => credentials,
-                Err(e) => {
-                    let message = crate::cluster::chain(&e);
-                    let status = failed(Reason::CredentialsFailed.as_str(), &message, &preview);
-                    write_status(&preview, &context, status).await?;
-                    return Ok(retry);
-                }
-            }
-        }
-        None => Credentials::None,
-    };
-    let repo = match Repo::new(&preview.spec.source.repo_url, credentials) {
-        Ok(repo) => repo,
-        Err(e) => {
-            let status = failed(Reason::SourceFailed.as_str(), &e.to_string(), &preview);
-            write_status(&preview, &context, status).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let credentials_key = preview
-        .spec
-        .source
-        .secret_ref
-        .as_ref()
-        .map(|s| format!("{namespace}/{}", s.name))
-        .unwrap_or_default();
-    let refs = match context
-        .refs(&repo, &credentials_key, settings.interval)
-        .await
-    {
-        Ok(refs) => refs,
-        Err(e) => {
-            let message = format!("git: {e}");
-            write_status(
-                &preview,
-                &context,
-                failed(Reason::GitFailed.as_str(), &message, &preview),
-            )
-            .await?;
-            return Ok(retry);
-        }
-    };
-    let mut listed: Vec<PreviewRef> = refs
-        .iter()
-        .filter_map(|r| PreviewRef::new(&settings.pattern, &r.name, &r.commit.to_string()))
-        .collect();
-    let provider = match scm_provider(&preview, &context).await {
-        Ok(provider) => provider,
-        Err(message) => {
-            write_status(
-                &preview,
-                &context,
-                failed("ProviderFailed", &message, &preview),
-            )
-            .await?;
-            return Ok(retry);
-        }
-    };
-    let applications: Api<Application> = Api::namespaced(context.client.clone(), &namespace);
-    let owned = owned_applications(&preview, &applications).await?;
-    if let Some((provider, token, token_key)) = &provider {
-        match context
-            .pull_requests(provider, token.as_ref(), token_key, settings.interval)
-            .await
-        {
-            Ok(pulls) => {
-                let previewed: BTreeSet<String> = owned
-                    .iter()
-                    .filter_map(generate::existing_preview)
-                    .map(|e| e.ref_name)
-                    .collect();
-                listed = provider::only_wanted(listed, provider, &pulls, &previewed);
-            }
-            Err(e) => {
-                let message = e.to_string();
-                write_status(
-                    &preview,
-                    &context,
-                    failed("ProviderFailed", &message, &preview),
-                )
-                .await?;
-                return Ok(retry);
-            }
+/// Why a pass stopped before planning: the Ready condition it leaves, and
+/// when to try again. The previews stay as they are.
+struct Stop {
+    reason: String,
+    message: String,
+    then: Action,
+}
+
+impl Stop {
+    fn new(reason: &str, message: impl Into<String>, then: Action) -> Stop {
+        Stop {
+            reason: reason.to_string(),
+            message: message.into(),
+            then,
         }
     }
+}
 
+/// What a pass learned from git and the Git host.
+struct Sources {
+    repo: Repo,
+    /// The refs the pattern takes (before the provider's filter).
+    listed: Vec<PreviewRef>,
+    /// The provider, its token, its open pull requests.
+    provider: Option<(Provider, Option<source::Secret>, Vec<PullRequest>)>,
+}
+
+impl Pass {
+    fn add(&mut self, (entry, refused): (PreviewEntry, bool)) {
+        if refused {
+            self.refused.push(format!(
+                "{} ({}): {}",
+                entry.application,
+                entry.reference,
+                entry.message.clone().unwrap_or_default()
+            ));
+        }
+        self.entries.push(entry);
+    }
+}
+
+#[instrument(skip_all, fields(preview = %format!("{}/{}", preview.namespace().unwrap_or_default(), preview.name_any())))]
+async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, Error> {
+    let listing = match settings(&preview) {
+        Err(message) => Err(Stop::new("InvalidSpec", message, Action::await_change())),
+        Ok(settings) => list(&preview, &context, &settings)
+            .await
+            .map(|listing| (settings, listing)),
+    };
+    let (settings, listing) = match listing {
+        Ok(found) => found,
+        Err(stop) => {
+            let status = failed(&stop.reason, &stop.message, &preview);
+            write_status(&preview, &context, status).await?;
+            return Ok(stop.then);
+        }
+    };
+    let namespace = preview.namespace().unwrap_or_default();
+    let applications: Api<Application> = Api::namespaced(context.client.clone(), &namespace);
+    let owned = owned_applications(&preview, &applications).await?;
+    let listed = match &listing.provider {
+        None => listing.listed,
+        Some((provider, _, pulls)) => {
+            let previewed: BTreeSet<String> = owned
+                .iter()
+                .filter_map(generate::existing_preview)
+                .map(|e| e.ref_name)
+                .collect();
+            provider::only_wanted(listing.listed, provider, pulls, &previewed)
+        }
+    };
     let existing: Vec<plan::ExistingPreview> = owned
         .iter()
         .filter(|a| a.metadata.deletion_timestamp.is_none())
@@ -451,10 +415,9 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
     };
     let mut crd_checked = false;
     for live in &decided.live {
-        let mut live = live.clone();
-        let mut desired = generated_application(&preview, &live);
-        let current = owned.iter().find(|a| a.name_any() == desired.name_any());
-        let destination = desired.destination_namespace();
+        let current = owned
+            .iter()
+            .find(|a| a.name_any() == generate::application_name(&preview, &live.preview));
         if current.is_some_and(|c| c.metadata.deletion_timestamp.is_some()) {
             pass.notes.push(format!(
                 "{}: waiting for the previous Application to finish uninstalling",
@@ -462,77 +425,165 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
             ));
             continue;
         }
-        if current.is_none_or(|c| generate::differs(c, &desired)) {
-            if !crd_checked {
-                // Safe either way (generated Applications are confined by
-                // their label too), but allowKinds would be lost: say so.
-                if let Err(message) = application_crd_has_restrictions(&context.client).await {
-                    pass.problems.push(message);
-                }
-                crd_checked = true;
-            }
-            // Fetch the commit into the mirror the Application controller
-            // reads, so its resolve of the pinned commit needs no network.
-            match context.cache.resolve(&repo, &live.preview.ref_name).await {
-                Ok(resolved) if resolved.commit.to_string() != live.preview.commit => {
-                    // The ref moved since the listing: follow it.
-                    live.preview.commit = resolved.commit.to_string();
-                    live.head_since = Timestamp::now();
-                    desired = generated_application(&preview, &live);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    pass.problems
-                        .push(format!("{}: git: {e}", live.preview.ref_name));
-                    continue;
-                }
-            }
-            if let Err(message) =
-                ensure_namespace(&context.client, &preview, &live.preview, &destination).await
-            {
-                pass.problems.push(message);
-                continue;
-            }
-            let name = desired.name_any();
-            match applications
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-            {
-                Ok(_) => info!(
-                    application = %name,
-                    reference = %live.preview.ref_name,
-                    commit = %live.preview.commit,
-                    namespace = %destination,
-                    "preview {}", if current.is_some() { "updated" } else { "created" }
-                ),
-                Err(e) => {
-                    pass.problems
-                        .push(format!("applying Application {name}: {}", explain(&e)));
-                    continue;
-                }
-            }
-        }
-        let (entry, refused) = entry(&preview, &live, current, &destination);
-        if refused {
-            pass.refused.push(format!(
-                "{} ({}): {}",
-                entry.application,
-                entry.reference,
-                entry.message.clone().unwrap_or_default()
-            ));
-        }
-        pass.entries.push(entry);
-    }
-
-    for (name, why) in &decided.delete {
-        let Some(current) = owned.iter().find(|a| &a.name_any() == name) else {
+        let desired = generated_application(&preview, live);
+        if current.is_some_and(|c| !generate::differs(c, &desired)) {
+            pass.add(entry(&preview, live, current));
             continue;
-        };
-        if current.metadata.deletion_timestamp.is_some() {
+        }
+        if !crd_checked {
+            // Safe either way (generated Applications are confined by
+            // their label too), but allowKinds would be lost: say so.
+            if let Err(message) = application_crd_has_restrictions(&context.client).await {
+                pass.problems.push(message);
+            }
+            crd_checked = true;
+        }
+        match write_preview(&preview, &context, &listing.repo, live, current.is_some()).await {
+            Ok(live) => pass.add(entry(&preview, &live, current)),
+            Err(problem) => pass.problems.push(problem),
+        }
+    }
+    delete_previews(&decided.delete, &owned, &applications, &mut pass).await;
+    for reference in &decided.waiting {
+        pass.notes
+            .push(format!("{reference}: waiting, maxPreviews reached"));
+    }
+    for (reference, other) in &decided.collisions {
+        pass.problems.push(format!(
+            "{reference}: its preview's name is taken by {other}; rename the branch"
+        ));
+    }
+    if let Some((provider, token, _)) = &listing.provider
+        && provider.commit_status
+    {
+        post_statuses(&preview, &context, provider, token.as_ref(), &mut pass).await;
+    }
+    let wanted: BTreeSet<String> = pass.entries.iter().map(|e| e.namespace.clone()).collect();
+    let in_use: BTreeSet<String> = owned.iter().map(|a| a.destination_namespace()).collect();
+    delete_unused_namespaces(&context.client, &preview, &wanted, &in_use, &mut pass).await;
+
+    write_status(&preview, &context, passed(&preview, pass)).await?;
+    Ok(Action::requeue(until_next_slot(settings.interval)))
+}
+
+/// Lists the repository's refs (shared per slot) and, with a provider, the
+/// open pull requests.
+async fn list(preview: &Preview, context: &Context, settings: &Settings) -> Result<Sources, Stop> {
+    let retry = || Action::requeue(until_next_slot(settings.interval));
+    let namespace = preview.namespace().unwrap_or_default();
+    let source = &preview.spec.source;
+    let credentials = match &source.secret_ref {
+        Some(secret) => {
+            source::auth::read_credentials_secret(&context.client, &namespace, &secret.name)
+                .await
+                .map_err(|e| {
+                    let message = crate::cluster::chain(&e);
+                    Stop::new(Reason::CredentialsFailed.as_str(), message, retry())
+                })?
+        }
+        None => Credentials::None,
+    };
+    let repo = Repo::new(&source.repo_url, credentials).map_err(|e| {
+        Stop::new(
+            Reason::SourceFailed.as_str(),
+            e.to_string(),
+            Action::await_change(),
+        )
+    })?;
+    let credentials_key = source
+        .secret_ref
+        .as_ref()
+        .map(|s| format!("{namespace}/{}", s.name))
+        .unwrap_or_default();
+    let refs = context
+        .refs(&repo, &credentials_key, settings.interval)
+        .await
+        .map_err(|e| Stop::new(Reason::GitFailed.as_str(), format!("git: {e}"), retry()))?;
+    let listed = refs
+        .iter()
+        .filter_map(|r| PreviewRef::new(&settings.pattern, &r.name, &r.commit.to_string()))
+        .collect();
+    let provider = match scm_provider(preview, context)
+        .await
+        .map_err(|message| Stop::new("ProviderFailed", message, retry()))?
+    {
+        None => None,
+        Some((provider, token, token_key)) => {
+            let pulls = context
+                .pull_requests(&provider, token.as_ref(), &token_key, settings.interval)
+                .await
+                .map_err(|e| Stop::new("ProviderFailed", e.to_string(), retry()))?;
+            Some((provider, token, pulls))
+        }
+    };
+    Ok(Sources {
+        repo,
+        listed,
+        provider,
+    })
+}
+
+/// Brings one preview up or moves it: fetches its commit into the mirror the
+/// Application controller reads (so resolving the pinned commit needs no
+/// network), creates its namespace, applies its Application. Returns the
+/// preview as written (a ref that moved since the listing is followed).
+async fn write_preview(
+    preview: &Preview,
+    context: &Context,
+    repo: &Repo,
+    live: &plan::LivePreview,
+    exists: bool,
+) -> Result<plan::LivePreview, String> {
+    let mut live = live.clone();
+    let resolved = context
+        .cache
+        .resolve(repo, &live.preview.ref_name)
+        .await
+        .map_err(|e| format!("{}: git: {e}", live.preview.ref_name))?;
+    if resolved.commit.to_string() != live.preview.commit {
+        live.preview.commit = resolved.commit.to_string();
+        live.head_since = Timestamp::now();
+    }
+    let desired = generated_application(preview, &live);
+    let destination = desired.destination_namespace();
+    ensure_namespace(&context.client, preview, &live.preview, &destination).await?;
+    let name = desired.name_any();
+    let applications: Api<Application> = Api::namespaced(
+        context.client.clone(),
+        &preview.namespace().unwrap_or_default(),
+    );
+    applications
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|e| format!("applying Application {name}: {}", explain(&e)))?;
+    info!(
+        application = %name,
+        reference = %live.preview.ref_name,
+        commit = %live.preview.commit,
+        namespace = %destination,
+        "preview {}", if exists { "updated" } else { "created" }
+    );
+    Ok(live)
+}
+
+/// Deletes the generated Applications the plan tears down (their finalizer
+/// prunes; the namespace goes once they are gone).
+async fn delete_previews(
+    delete: &[(String, plan::Teardown)],
+    owned: &[Application],
+    applications: &Api<Application>,
+    pass: &mut Pass,
+) {
+    for (name, why) in delete {
+        let deleting = owned
+            .iter()
+            .find(|a| &a.name_any() == name)
+            .is_none_or(|a| a.metadata.deletion_timestamp.is_some());
+        if deleting {
             continue;
         }
         info!(application = %name, "deleting preview: {why}");
@@ -544,28 +595,6 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
                 .push(format!("deleting Application {name}: {}", explain(&e))),
         }
     }
-    for reference in &decided.waiting {
-        pass.notes
-            .push(format!("{reference}: waiting, maxPreviews reached"));
-    }
-    for (reference, other) in &decided.collisions {
-        pass.problems.push(format!(
-            "{reference}: its preview's name is taken by {other}; rename the branch"
-        ));
-    }
-
-    if let Some((provider, token, _)) = &provider
-        && provider.commit_status
-    {
-        post_statuses(&preview, &context, provider, token.as_ref(), &mut pass).await;
-    }
-
-    let wanted: BTreeSet<String> = pass.entries.iter().map(|e| e.namespace.clone()).collect();
-    let in_use: BTreeSet<String> = owned.iter().map(|a| a.destination_namespace()).collect();
-    delete_unused_namespaces(&context.client, &preview, &wanted, &in_use, &mut pass).await;
-
-    write_status(&preview, &context, passed(&preview, pass)).await?;
-    Ok(retry)
 }
 
 /// The Preview's SCM provider with its token (and the token Secret's name,
@@ -678,7 +707,6 @@ fn entry(
     preview: &Preview,
     live: &plan::LivePreview,
     current: Option<&Application>,
-    namespace: &str,
 ) -> (PreviewEntry, bool) {
     let r = &live.preview;
     // A status describes the commit it was reached at only when that is ours.
@@ -691,7 +719,7 @@ fn entry(
         number: r.number.map(|n| n as i64),
         reference: r.ref_name.clone(),
         commit: r.commit.clone(),
-        namespace: namespace.to_string(),
+        namespace: generate::destination_namespace(preview, r),
         application: generate::application_name(preview, r),
         ready: ready.map(|c| c.status.clone()).unwrap_or("Unknown".into()),
         message: ready
