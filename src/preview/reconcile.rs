@@ -5,10 +5,12 @@
 //!   Preview ─► finalizer ─┬─ deleted ─► delete its Applications, wait until they have
 //!                         │             pruned (their finalizer), delete its namespaces
 //!                         └─ live ────► list the repository's refs (shared: one listing
-//!                                       per repository, credentials and interval slot)
+//!                                       per repository, credentials and interval slot);
+//!                                       with a provider, its open pull requests (same)
 //!                                       plan (pure) ─► create/move: fetch the commit, create
 //!                                       the namespace (labelled), apply the Application
 //!                                       ─► delete: Applications whose ref went or expired
+//!                                       ─► commit statuses (provider), once per change
 //!                                       ─► namespaces nothing uses any more: delete
 //!                                       ─► status.previews, Ready, Refused
 //!   requeue: the start of the next interval slot, so that previews sharing a repository
