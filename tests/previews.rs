@@ -768,3 +768,62 @@ async fn a_privileged_pod_in_a_preview_is_stopped_by_pod_security() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_restarted_controller_with_an_empty_cache_fetches_the_previews_commits() {
+    with_namespace("prv-restart", |client, ns| async move {
+        install_crds(&client).await;
+        let served = ServedRepo::start(
+            "prv-restart",
+            &[("app/page.yaml", &configmap("page", "main"))],
+        );
+        let controller = RunningController::start(&ns);
+        let name = ns.clone();
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(&PostParams::default(), &preview(&name, &served.url))
+            .await
+            .unwrap();
+        let preview_ns = format!("{name}-pr-8");
+        push_pull_request(&served, 8, &[("app/page.yaml", &configmap("page", "pr"))]);
+        // Only refs/pull/8/head holds the commit, as on GitHub for a fork's
+        // pull request: no branch or tag leads to it.
+        git(
+            &served.repo.work,
+            &["push", "-q", "origin", ":refs/heads/pr-8"],
+        );
+        eventually("the preview's ConfigMap", LIMIT, || {
+            let (client, preview_ns) = (client.clone(), preview_ns.clone());
+            async move {
+                let value = configmap_value(&client, &preview_ns, "page").await;
+                (value.as_deref() == Some("pr"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+
+        // A new controller process with a new, empty mirror cache.
+        drop(controller);
+        let controller = RunningController::start(&ns);
+        // Its first reconciles may fail until the Preview loop has fetched
+        // the commit; then the generated Application is Ready again.
+        eventually("a successful reconcile", LIMIT, || {
+            let (preview_ns, ns) = (preview_ns.clone(), ns.clone());
+            async move {
+                let output = windlass()
+                    .args(["reconcile", &preview_ns, "-n", &ns, "--timeout", "20"])
+                    .output()
+                    .unwrap();
+                let text = support::output_text(&output);
+                output.status.success().then_some(()).ok_or(text)
+            }
+        })
+        .await;
+
+        delete_preview(&client, &ns, &name).await;
+        namespace_gone(&client, &preview_ns).await;
+        drop(controller);
+    })
+    .await;
+}

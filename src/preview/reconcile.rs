@@ -429,6 +429,9 @@ async fn apply(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action, E
         }
         let desired = generated_application(&preview, live);
         if current.is_some_and(|c| !generate::differs(c, &desired)) {
+            if let Err(problem) = ensure_fetched(&context, &listing.repo, live).await {
+                pass.problems.push(problem);
+            }
             pass.add(entry(&preview, live, current));
             continue;
         }
@@ -570,6 +573,34 @@ async fn write_preview(
         "preview {}", if exists { "updated" } else { "created" }
     );
     Ok(live)
+}
+
+/// Makes sure the mirror holds an unchanged preview's commit (a restarted
+/// controller's cache may be empty, and a fork's commit is reachable only
+/// from its pull-request ref): a local check, a fetch only when missing.
+async fn ensure_fetched(
+    context: &Context,
+    repo: &Repo,
+    live: &plan::LivePreview,
+) -> Result<(), String> {
+    let failed = |e: source::Error| format!("{}: git: {e}", live.preview.ref_name);
+    let Ok(commit) = git2::Oid::from_str(&live.preview.commit) else {
+        return Ok(());
+    };
+    if !context
+        .cache
+        .has_commit(repo, commit)
+        .await
+        .map_err(failed)?
+    {
+        info!(reference = %live.preview.ref_name, %commit, "fetching the preview's commit into the mirror");
+        context
+            .cache
+            .resolve(repo, &live.preview.ref_name)
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Deletes the generated Applications the plan tears down (their finalizer
