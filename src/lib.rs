@@ -25,6 +25,8 @@
 //! - [`notify`]: notifications (webhook, Slack, Teams, GitHub/GitLab commit
 //!   statuses) from the events the reconcile reports; deliveries run in the
 //!   background, never holding a reconcile up.
+//! - [`preview`]: pull-request previews: a `Preview` generates one
+//!   namespace and one restricted Application per matching ref.
 //! - [`controller`]: the reconcile loop; its decisions are pure
 //!   (`controller::policy`, `controller::status`, `controller::windows`).
 //! - [`cli`]: the command-line verbs; the binary in `main.rs` only parses and
@@ -45,6 +47,7 @@ pub mod controller;
 pub mod history;
 pub mod identity;
 pub mod notify;
+pub mod preview;
 pub mod render;
 pub mod source;
 pub mod spec;

@@ -54,6 +54,10 @@ pub struct ApplicationSpec {
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub destination: Destination,
+    /// Limits on what the rendered objects may be. Generated preview
+    /// Applications always carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrictions: Option<Restrictions>,
     #[serde(default)]
     pub sync: SyncPolicy,
     #[serde(default)]
@@ -130,6 +134,23 @@ pub struct Destination {
     /// Application's own namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// What an Application may hold. Checked after rendering, before anything is
+/// planned or written (`windlass diff`, `windlass sync` and the controller
+/// alike): a refused object fails the whole render, naming each object.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Restrictions {
+    /// Only namespaced objects in the destination namespace: cluster-scoped
+    /// objects (ClusterRole, Namespace, CRD, webhooks...) and objects in
+    /// other namespaces are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destination_namespace_only: bool,
+    /// Kinds exempt from `destinationNamespaceOnly`: `Kind` (any group) or
+    /// `Kind.group` (`ClusterRole.rbac.authorization.k8s.io`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_kinds: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -359,6 +380,246 @@ pub struct ApplicationStatus {
     pub deletion_policy: Option<String>,
 }
 
+/// Pull-request previews: every ref of a repository matching a pattern
+/// (`refs/pull/*/head`) gets its own namespace and a generated Application
+/// rendered from `template`, torn down when the ref goes.
+///
+/// ```text
+///   Preview ──list refs (one per repository per interval)──► refs/pull/7/head @ 4f2a…
+///      │                                                        │
+///      ├─ owns ─► Application <preview>-pr-7 (ref: 4f2a…, restricted to its namespace)
+///      └─ labels ─► Namespace <preview>-pr-7
+/// ```
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "windlass.dev",
+    version = "v1alpha1",
+    kind = "Preview",
+    namespaced,
+    shortname = "wpreview",
+    category = "windlass",
+    status = "PreviewStatus",
+    doc = "Pull-request previews: one namespace and one generated Application per matching ref, removed when the ref goes.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Previews","type":"integer","jsonPath":".status.count"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewSpec {
+    pub source: PreviewSource,
+    /// The generated Applications. `{{number}}`, `{{branch}}`, `{{sha}}`,
+    /// `{{shortSha}}` and `{{slug}}` are replaced in `path`, `environment`,
+    /// `values` (string values) and `destination.namespace`.
+    #[serde(default)]
+    pub template: PreviewTemplate,
+    /// At most this many previews at once (default 10). Existing previews
+    /// keep their place; new refs wait, in name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), with = "Option<i32>")]
+    pub max_previews: Option<u32>,
+    /// Tear a preview down when its head has not moved for this long
+    /// (`72h`); it comes back with the next commit. Default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub ttl: Option<String>,
+    /// How often the repository's refs are listed (default 1m). Previews of
+    /// one repository with the same interval share one listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: Option<String>,
+    /// Kinds a preview may create although they are cluster-scoped or in
+    /// another namespace: `Kind` or `Kind.group`. Default: none, a preview
+    /// holds only namespaced objects in its own namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_kinds: Vec<String>,
+    /// A URL shown in `status.previews` and `windlass previews`, with the
+    /// same placeholders: `https://{{slug}}.preview.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The Pod Security level enforced in each preview namespace:
+    /// `baseline` (default: no privileged pods, host namespaces or hostPath
+    /// volumes, which would reach the node), `restricted` or `privileged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^(privileged|baseline|restricted)$"))]
+    pub pod_security: Option<String>,
+    /// Ask the Git host which pull requests are open: only open, non-draft
+    /// ones (with `labels`) get previews, and each preview's state is
+    /// posted as a commit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ScmProvider>,
+}
+
+/// A Git host's API for pull-request previews.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScmProvider {
+    /// `github`, `gitlab` or `gitea` (Forgejo too).
+    #[serde(rename = "type")]
+    #[schemars(pattern("^(github|gitlab|gitea)$"))]
+    pub kind: String,
+    /// The API's base URL. Default: `https://api.github.com` (github),
+    /// `https://gitlab.com/api/v4` (gitlab); required for gitea
+    /// (`https://gitea.example.com/api/v1`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// `owner/name` (GitLab: the project's full path). Default: from
+    /// `source.repoURL`'s path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// A Secret in the Preview's namespace whose key `token` holds an API
+    /// token (read pull requests; write commit statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<LocalObjectReference>,
+    /// Only pull requests carrying all these labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Post each preview's state (pending, success, failure, with the URL)
+    /// as a commit status `windlass/preview` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<bool>,
+}
+
+/// Where the previews come from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewSource {
+    #[serde(rename = "repoURL")]
+    #[schemars(length(min = 1))]
+    pub repo_url: String,
+    /// A Secret in the Preview's namespace, as an Application's `secretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Full ref names with one `*` standing for one path component:
+    /// `refs/pull/*/head`, `refs/merge-requests/*/head`, `refs/heads/feature/*`.
+    #[schemars(pattern(r"^refs/[^*]*\*[^*]*$"))]
+    pub ref_pattern: String,
+}
+
+/// An Application spec without its source (which the Preview gives).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewTemplate {
+    /// Directory inside the repository. Default: its root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `destination.namespace` defaults to `<preview>-pr-<number>`
+    /// (`<preview>-<slug>` for branch patterns); made a DNS-1123 label of
+    /// at most 63 characters.
+    #[serde(default)]
+    pub destination: Destination,
+    /// `automated` and `prune` are always on for previews.
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1), with = "Option<i32>")]
+    pub history_limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the refs were listed and every preview written; `Refused`:
+    /// some preview holds objects outside its restrictions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// How many previews exist.
+    #[serde(default)]
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previews: Vec<PreviewEntry>,
+    /// Previews torn down by `ttl`, with the commit they stopped at: they
+    /// stay down until their ref moves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<ExpiredPreview>,
+    /// When the refs were last listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_listed_time: Option<String>,
+}
+
+/// One live preview.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewEntry {
+    /// The pull-request number, when the ref has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
+    /// The ref: `refs/pull/7/head`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub commit: String,
+    pub namespace: String,
+    /// The generated Application (in the Preview's namespace).
+    pub application: String,
+    /// The generated Application's Ready status: `True`, `False`, `Unknown`.
+    pub ready: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// When the head last moved (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_since: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiredPreview {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub commit: String,
+}
+
+/// The condition types of a Preview's status.
+pub mod preview_condition {
+    pub const READY: &str = "Ready";
+    pub const REFUSED: &str = "Refused";
+}
+
+impl Preview {
+    /// The CRD, as `windlass crd` prints it and `deploy/crds/` holds it.
+    pub fn crd_yaml() -> String {
+        use kube::CustomResourceExt;
+        let crd = Preview::crd();
+        let mut text =
+            String::from("# Generated by `windlass crd` from src/spec.rs: do not edit by hand.\n");
+        text.push_str(&serde_saphyr::to_string(&crd).expect("the CRD serialises to YAML"));
+        text
+    }
+
+    /// How often the refs are listed (default 1m).
+    pub fn interval(&self) -> Result<Duration, DurationError> {
+        self.spec
+            .interval
+            .as_deref()
+            .map(parse_duration)
+            .unwrap_or(Ok(Duration::from_secs(60)))
+    }
+
+    /// `None`: previews never expire.
+    pub fn ttl(&self) -> Result<Option<Duration>, DurationError> {
+        self.spec.ttl.as_deref().map(parse_duration).transpose()
+    }
+
+    pub fn max_previews(&self) -> usize {
+        self.spec.max_previews.unwrap_or(10) as usize
+    }
+
+    /// The Pod Security level of preview namespaces (default `baseline`).
+    pub fn pod_security(&self) -> &str {
+        self.spec.pod_security.as_deref().unwrap_or("baseline")
+    }
+}
+
 /// Go duration syntax, as `parse_duration` reads it.
 const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 
@@ -395,6 +656,9 @@ pub enum Reason {
     SourceFailed,
     GitFailed,
     RenderFailed,
+    /// A rendered object is outside `spec.restrictions` (a preview's
+    /// cluster-scoped object, or one in another namespace).
+    Restricted,
     PlanFailed,
     SyncFailed,
     HealthCheckFailed,
@@ -424,6 +688,7 @@ impl Reason {
             Reason::SourceFailed => "SourceFailed",
             Reason::GitFailed => "GitFailed",
             Reason::RenderFailed => "RenderFailed",
+            Reason::Restricted => "Restricted",
             Reason::PlanFailed => "PlanFailed",
             Reason::SyncFailed => "SyncFailed",
             Reason::HealthCheckFailed => "HealthCheckFailed",
@@ -462,6 +727,10 @@ pub const SOURCE_CHANGED_ANNOTATION: &str = "windlass.dev/source-changed";
 /// [`REQUESTED_AT_ANNOTATION`]: that request (and only that one) syncs even
 /// while a sync window is closed.
 pub const IGNORE_WINDOWS_ANNOTATION: &str = "windlass.dev/ignore-windows";
+
+/// On Applications a Preview generated, and on preview namespaces: the
+/// Preview's name.
+pub const PREVIEW_LABEL: &str = "windlass.dev/preview";
 
 /// The finalizer that runs the deletion policy before an Application goes.
 pub const FINALIZER: &str = "windlass.dev/cleanup";
@@ -514,6 +783,26 @@ impl Application {
             self.metadata.namespace.as_deref().unwrap_or("default"),
             self.metadata.name.as_deref().unwrap_or_default()
         )
+    }
+
+    /// The restrictions its render is checked against: `spec.restrictions`;
+    /// for an Application a Preview generated (label `windlass.dev/preview`),
+    /// always at least "destination namespace only", even if the field is
+    /// missing (an older CRD prunes it), so a pull request can never reach
+    /// beyond its namespace.
+    pub fn effective_restrictions(&self) -> Option<Restrictions> {
+        let generated = self
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(PREVIEW_LABEL));
+        match (&self.spec.restrictions, generated) {
+            (restrictions, false) => restrictions.clone(),
+            (restrictions, true) => Some(Restrictions {
+                destination_namespace_only: true,
+                ..restrictions.clone().unwrap_or_default()
+            }),
+        }
     }
 
     pub fn history_limit(&self) -> u32 {
@@ -627,6 +916,7 @@ mod tests {
         assert_eq!(app.health_timeout(), Ok(Duration::from_secs(300)));
         assert!(app.spec.sync.prune && !app.spec.sync.self_heal);
         assert!(app.spec.notifications.is_empty());
+        assert_eq!(app.effective_restrictions(), None);
     }
 
     #[test]
@@ -667,6 +957,46 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown variant `synced`")
+        );
+    }
+
+    #[test]
+    fn a_generated_preview_application_is_always_restricted() {
+        let app = |labels: serde_json::Value, restrictions: serde_json::Value| -> Application {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "windlass.dev/v1alpha1",
+                "kind": "Application",
+                "metadata": { "name": "web-pr-7", "namespace": "team-a", "labels": labels },
+                "spec": { "source": { "repoURL": "https://x/y.git" }, "restrictions": restrictions },
+            }))
+            .unwrap()
+        };
+        let preview = serde_json::json!({ "windlass.dev/preview": "web" });
+        // The field pruned (an older CRD) or turned off: still confined.
+        for restrictions in [
+            serde_json::Value::Null,
+            serde_json::json!({ "allowKinds": ["Ingress"] }),
+        ] {
+            let effective = app(preview.clone(), restrictions)
+                .effective_restrictions()
+                .unwrap();
+            assert!(effective.destination_namespace_only);
+        }
+        let kept = app(preview, serde_json::json!({ "allowKinds": ["Ingress"] }));
+        assert_eq!(
+            kept.effective_restrictions().unwrap().allow_kinds,
+            ["Ingress"]
+        );
+        // Other Applications: as their spec says.
+        let plain = app(
+            serde_json::json!({}),
+            serde_json::json!({ "allowKinds": ["X"] }),
+        );
+        assert!(
+            !plain
+                .effective_restrictions()
+                .unwrap()
+                .destination_namespace_only
         );
     }
 }

@@ -21,6 +21,7 @@ mod check;
 mod controller;
 mod crd;
 mod history;
+mod previews;
 mod render;
 mod source;
 mod sync;
@@ -121,7 +122,7 @@ pub enum Command {
     Rollback(Connected<history::RollbackArgs>),
     /// Delete an application's objects and its history.
     Uninstall(Connected<history::UninstallArgs>),
-    /// Print the Application CustomResourceDefinition (YAML).
+    /// Print the CustomResourceDefinitions: Application and Preview (YAML).
     Crd,
     /// Run the reconcile loop over Application resources (in a cluster, or
     /// outside one with a kubeconfig).
@@ -134,6 +135,8 @@ pub enum Command {
     Suspend(Connected<apps::NameArgs>),
     /// Resume syncing a suspended Application.
     Resume(Connected<apps::NameArgs>),
+    /// List pull-request previews: PREVIEW, NUMBER, COMMIT, NAMESPACE, READY, URL.
+    Previews(Connected<previews::PreviewsArgs>),
 }
 
 /// How a verb ended, as the process exit code says it.
@@ -178,6 +181,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Resume(c) => {
             apps::set_suspend(&global.connected(&c.cluster), &c.verb, false, &mut out).await
+        }
+        Command::Previews(c) => {
+            previews::run(&global.connected(&c.cluster), &c.verb, &mut out).await
         }
     }
 }

@@ -144,6 +144,7 @@ impl TargetArgs {
         let mut values = Vec::new();
         let mut ignore = Vec::new();
         let mut allow_empty = false;
+        let mut restrictions = None;
         let (app, destination, source, mut environment) = if let Some(file) = &self.app_file {
             let application = read_application(file)?;
             let mut application = application;
@@ -167,6 +168,7 @@ impl TargetArgs {
             values = target.values;
             ignore = target.ignore;
             allow_empty = target.allow_empty;
+            restrictions = target.restrictions;
             (
                 target.app,
                 target.namespace,
@@ -221,6 +223,7 @@ impl TargetArgs {
             ignore,
             tools: Some(std::sync::Arc::new(self.renderers.tools())),
             allow_empty,
+            restrictions,
         })
     }
 }

@@ -198,6 +198,8 @@ pub async fn run(
     let _ = context.tools.set(options.tools.clone());
     let _ = shared_context.set(context.clone());
     ready.store(true, Ordering::Relaxed);
+    // Pull-request previews (generated Applications, reconciled here); stops when dropped.
+    let _previews = crate::preview::spawn(client.clone(), preview_options(&options));
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let controller = Controller::new(applications, watcher::Config::default().any_semantic())
@@ -256,6 +258,14 @@ pub async fn run(
             }
             outcome
         }
+    }
+}
+
+fn preview_options(options: &ControllerOptions) -> crate::preview::PreviewOptions {
+    crate::preview::PreviewOptions {
+        source: options.source.clone(),
+        watch_namespace: options.watch_namespace.clone(),
+        concurrency: options.concurrency,
     }
 }
 

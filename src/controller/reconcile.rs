@@ -661,6 +661,9 @@ fn render_failure(error: &EngineError) -> Failure {
         EngineError::Source(error) => {
             Failure::new(Reason::GitFailed, format!("git: {}", chain(error)))
         }
+        EngineError::Restricted(refused) => {
+            Failure::new(Reason::Restricted, format!("refused: {refused}"))
+        }
         other => Failure::new(
             Reason::RenderFailed,
             format!("render failed: {}", chain(other)),

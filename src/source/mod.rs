@@ -475,6 +475,15 @@ impl SourceCache {
         Ok(refs)
     }
 
+    /// Whether the mirror of `repo` holds `commit` (no network).
+    pub async fn has_commit(&self, repo: &Repo, commit: Oid) -> Result<bool, Error> {
+        let context = Context::new(repo, &commit.to_string());
+        self.with_mirror(repo, &context, move |mirror, _, _| {
+            mirror.has_commit(commit)
+        })
+        .await
+    }
+
     /// The number of objects in the mirror of `repo`: proof of what fetches
     /// transferred, for tests and diagnostics.
     pub async fn mirror_object_count(&self, repo: &Repo) -> Result<usize, Error> {

@@ -74,6 +74,8 @@ pub struct Target {
     /// A render with no objects is what is meant (`--allow-empty`,
     /// `spec.sync.allowEmpty`); it may prune everything.
     pub allow_empty: bool,
+    /// The Application's `spec.restrictions`, checked after each render.
+    pub restrictions: Option<crate::spec::Restrictions>,
 }
 
 impl Target {
@@ -119,6 +121,7 @@ impl Target {
             ignore: spec.ignore_differences.clone(),
             tools: None,
             allow_empty: spec.sync.allow_empty,
+            restrictions: application.effective_restrictions(),
         })
     }
 }
@@ -144,6 +147,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Discovery(#[from] super::kinds::DiscoveryError),
+    #[error(transparent)]
+    Restricted(#[from] super::restrict::Refused),
     #[error(transparent)]
     EmptyRender(#[from] super::prune::EmptyRenderRefused),
     #[error(transparent)]
@@ -273,6 +278,7 @@ async fn render_tree<T: render::FileTree + 'static>(
     git: Option<GitInfo>,
     kinds: Option<Arc<Kinds>>,
 ) -> Result<Rendered, EngineError> {
+    let (restrictions, namespace) = (target.restrictions.clone(), target.namespace.clone());
     let target = target.clone();
     let what = tree.describe();
     // Rendering is CPU work: keep it off the async workers. A panic in it
@@ -301,8 +307,8 @@ async fn render_tree<T: render::FileTree + 'static>(
         })
     })
     .await;
-    match rendered {
-        Ok(result) => result,
+    let rendered = match rendered {
+        Ok(result) => result?,
         Err(join) => {
             let payload = join.into_panic();
             let panic = payload
@@ -310,9 +316,13 @@ async fn render_tree<T: render::FileTree + 'static>(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".to_string());
-            Err(EngineError::RenderPanicked { what, panic })
+            return Err(EngineError::RenderPanicked { what, panic });
         }
+    };
+    if let Some(restrictions) = &restrictions {
+        super::restrict::check(&rendered.objects, restrictions, &namespace)?;
     }
+    Ok(rendered)
 }
 
 /// A digest of everything besides the source that shapes the render, so

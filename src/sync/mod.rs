@@ -31,3 +31,4 @@ pub mod lock;
 pub mod order;
 pub mod plan;
 pub mod prune;
+pub mod restrict;
