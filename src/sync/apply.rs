@@ -4,7 +4,7 @@
 //!   Plan (gate passed) ─► phase 1 Foundations ─► CRDs Established? refresh discovery,
 //!                                                 dry-run the objects that waited for them
 //!                       ─► phase 2 ClusterRbac ─► phase 3 Workloads ─► phase 4 Webhooks
-//!                       ─► prune (foreground, wait until gone)
+//!                       ─► prune (background propagation, wait until gone; see `delete`)
 //!                       ─► health wait (poll, progress lines, timeout = failure)
 //! ```
 //!

@@ -9,13 +9,21 @@
 //!                    3 cluster-scoped objects (PersistentVolumes after their claims …)
 //!                    4 CustomResourceDefinitions (after their custom resources)
 //!                    5 Namespaces
-//!   each wave: DELETE (foreground) all ─► poll all until gone ─► next wave
+//!   each wave: DELETE (background) all ─► poll all until gone ─► next wave
 //!              progress every few seconds: what is still there, and its finalizers
 //! ```
 //!
 //! The order matters: a PersistentVolume keeps its `pv-protection`
 //! finalizer while a claim is bound to it, so deleting it before the claim
 //! waits for a claim that is never deleted.
+//!
+//! Deletions propagate in the background, as `kubectl delete` does: an object
+//! is gone as soon as its own finalizers allow, and the garbage collector
+//! removes what it owned (a Deployment's ReplicaSets and Pods) afterwards.
+//! Waiting for that in the foreground made a teardown of 2,000 objects wait
+//! on the garbage collector's queue for minutes; what must go first (Pods
+//! before the claims they mount) is still respected, because a claim is held
+//! by its `pvc-protection` finalizer until no Pod uses it.
 
 use std::time::{Duration, Instant};
 
@@ -128,7 +136,7 @@ async fn delete_wave(
         .into_iter()
         .map(|(id, kind)| async move {
             let api = api_for(client, &id, &kind);
-            let result = match api.delete(&id.name, &DeleteParams::foreground()).await {
+            let result = match api.delete(&id.name, &DeleteParams::background()).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
                 Err(error) => Err(crate::cluster::explain(&error)),

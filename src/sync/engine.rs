@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serde_json::Value;
 
 use super::apply::{self, ApplyError, ApplyOptions, ApplyReport};
@@ -1165,13 +1166,24 @@ async fn uninstall_locked(
     let store = RevisionStore::new(client, app);
     let history = store.history().await?;
     let (inventory, _) = store.previous_inventory(&history).await?;
-    let mut live = std::collections::HashMap::new();
+    let mut resolved = Vec::new();
     for id in &inventory {
-        if let Some(kind) = kinds.resolve(id).await?
-            && let Some(object) = super::api::get(client, id, &kind)
-                .await
-                .map_err(PlanError::from)?
-        {
+        if let Some(kind) = kinds.resolve(id).await? {
+            resolved.push((id, kind));
+        }
+    }
+    // One GET per object, several at a time.
+    let reads: Vec<_> = resolved
+        .iter()
+        .map(|(id, kind)| async move { (*id, super::api::get(client, id, kind).await) })
+        .collect();
+    let reads: Vec<_> = futures::stream::iter(reads)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut live = std::collections::HashMap::new();
+    for (id, read) in reads {
+        if let Some(object) = read.map_err(PlanError::from)? {
             live.insert(id.clone(), object);
         }
     }
