@@ -6,7 +6,7 @@
 //!   deploy.git (git daemon)   apps/app-000 … apps/app-199, 10 objects each: 6 ConfigMaps,
 //!        │                    2 headless Services, 1 ServiceAccount, 1 Role (2,000 in all)
 //!        ▼
-//!   windlass controller ◄── 200 Applications in one fresh namespace
+//!   windlass controller ◄── 200 Applications in one fresh namespace (WINDLASS_BENCH_APPS)
 //!   (process: /proc/PID)      (automated, prune, interval 30s, wait false)
 //!        │
 //!        ├─ cold start: first create → all 200 Ready=True
@@ -52,7 +52,16 @@ use windlass::identity::{AppIdentity, FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_B
 use windlass::render::{self, MemoryTree, ObjectId, RenderInput};
 use windlass::spec::Application;
 
-const APPS: usize = 200;
+/// Applications in the benchmark (`WINDLASS_BENCH_APPS`, default 200).
+fn apps() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::env::var("WINDLASS_BENCH_APPS")
+            .ok()
+            .map(|n| n.parse().expect("WINDLASS_BENCH_APPS: a number"))
+            .unwrap_or(200)
+    })
+}
 const OBJECTS_PER_APP: usize = 10;
 const INTERVAL: Duration = Duration::from_secs(30);
 const STEADY_INTERVALS: u32 = 5;
@@ -126,11 +135,12 @@ struct Round {
 }
 
 async fn run(repo: &ServedRepo, concurrencies: &[u16]) {
+    let app_count = apps();
     let client = support::client().await;
     delete_leftover_namespaces(&client).await;
     install_crd(&client).await;
     println!(
-        "controller benchmark: {APPS} Applications × {OBJECTS_PER_APP} objects, interval {}s, \
+        "controller benchmark: {app_count} Applications × {OBJECTS_PER_APP} objects, interval {}s, \
          steady state {STEADY_INTERVALS} intervals; {} CPUs; load average at start: {}",
         INTERVAL.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -144,6 +154,7 @@ async fn run(repo: &ServedRepo, concurrencies: &[u16]) {
 }
 
 async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Round {
+    let app_count = apps();
     println!();
     println!("--concurrency {concurrency}");
 
@@ -176,7 +187,7 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
     let teardown_floor = started.elapsed();
     println!(
         "  teardown floor: {} DELETEs at {SYNC_CONCURRENCY} in flight: {:.2} s",
-        APPS * OBJECTS_PER_APP,
+        apps() * OBJECTS_PER_APP,
         teardown_floor.as_secs_f64()
     );
     // The floor's objects go before the controller starts, so that the
@@ -214,7 +225,7 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
     let cold_git = cold_after.mean_since(&cold_before, GIT_HISTOGRAM);
     let cold_requests = cold_after.requests_since(&cold_before);
     println!(
-        "  cold start: {APPS} created in {:.2} s, all Ready after {:.2} s; controller CPU {cold_cpu:.1} s, \
+        "  cold start: {app_count} created in {:.2} s, all Ready after {:.2} s; controller CPU {cold_cpu:.1} s, \
          peak RSS {:.1} MiB; load average {cold_load}",
         creates.as_secs_f64(),
         cold.as_secs_f64(),
@@ -237,7 +248,11 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
     let steady_git_requests = repo.daemon.upload_pack_requests() - git_before;
     let steady_load = load_average();
     let ready = count_ready(client, &namespace).await.0;
-    assert_eq!(ready, APPS, "every Application stays Ready in steady state");
+    assert_eq!(
+        ready,
+        apps(),
+        "every Application stays Ready in steady state"
+    );
     let steady_requests = after.requests_since(&before);
     let steady_writes = steady_requests
         .iter()
@@ -277,8 +292,8 @@ async fn round(client: &kube::Client, repo: &ServedRepo, concurrency: u16) -> Ro
     wait_all_gone(client, &namespace).await;
     let teardown_took = started.elapsed();
     println!(
-        "  teardown: {APPS} Applications and {} objects gone after {:.2} s; load average {}",
-        APPS * OBJECTS_PER_APP,
+        "  teardown: {app_count} Applications and {} objects gone after {:.2} s; load average {}",
+        apps() * OBJECTS_PER_APP,
         teardown_took.as_secs_f64(),
         load_average()
     );
@@ -322,7 +337,7 @@ async fn measure_drift(client: &kube::Client, namespace: &str) -> Vec<Duration> 
     let applications: Api<Application> = Api::namespaced(client.clone(), namespace);
     let mut latencies = Vec::new();
     for edit in 0..20 {
-        let app = (edit * 37 + 11) % APPS;
+        let app = (edit * 37 + 11) % apps();
         let name = app_name(app);
         let patch = json!({ "data": { "text": format!("edited by hand {edit}") } });
         let params = PatchParams {
@@ -369,15 +384,16 @@ fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
 }
 
 fn report(rounds: &[Round]) {
+    let app_count = apps();
     println!();
     for round in rounds {
         let cold = round.cold.as_secs_f64();
         let floor = round.floor.as_secs_f64();
         let steady_reconciles: u64 = round.steady_reconciles.values().sum();
         println!(
-            "windlass controller --concurrency {}, {APPS} Applications, {} objects",
+            "windlass controller --concurrency {}, {app_count} Applications, {} objects",
             round.concurrency,
-            APPS * OBJECTS_PER_APP
+            apps() * OBJECTS_PER_APP
         );
         println!("  {:<44} {:>14}   target / note", "measure", "windlass");
         let row = |what: &str, value: String, note: String| {
@@ -404,7 +420,7 @@ fn report(rounds: &[Round]) {
         );
         row(
             "  per Application",
-            format!("{:.3} s", cold / APPS as f64),
+            format!("{:.3} s", cold / apps() as f64),
             format!(
                 "Flux v2.9: {:.3} s on {FLUX_CORES} cores",
                 FLUX_SECONDS / FLUX_APPS
@@ -413,7 +429,10 @@ fn report(rounds: &[Round]) {
         row(
             "  controller CPU",
             format!("{:.1} s", round.cold_cpu),
-            format!("{:.3} CPU s per Application", round.cold_cpu / APPS as f64),
+            format!(
+                "{:.3} CPU s per Application",
+                round.cold_cpu / apps() as f64
+            ),
         );
         row(
             "  peak RSS",
@@ -569,7 +588,10 @@ async fn wait_all_gone(client: &kube::Client, namespace: &str) {
 
 /// Requests per Application, in all.
 fn per_app(requests: &BTreeMap<String, u64>) -> String {
-    format!("{:.1}", requests.values().sum::<u64>() as f64 / APPS as f64)
+    format!(
+        "{:.1}",
+        requests.values().sum::<u64>() as f64 / apps() as f64
+    )
 }
 
 /// `GET 5640, PATCH 200`.
@@ -590,7 +612,7 @@ fn timing(timing: Timing) -> String {
 /// `apps/app-NNN/<object>.yaml` for every Application.
 fn repository_files() -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for app in 0..APPS {
+    for app in 0..apps() {
         for (file, manifest) in app_manifests(app) {
             files.push((format!("{}/{file}", app_path(app)), manifest));
         }
@@ -648,7 +670,7 @@ fn app_manifests(app: usize) -> Vec<(String, String)> {
 /// and stamped with each Application's identity.
 fn desired_objects(namespace: &str) -> Vec<(ObjectId, Value)> {
     let mut objects = Vec::new();
-    for app in 0..APPS {
+    for app in 0..apps() {
         let mut tree = MemoryTree::new(app_path(app));
         for (file, manifest) in app_manifests(app) {
             tree.insert(file, manifest.into_bytes());
@@ -661,7 +683,7 @@ fn desired_objects(namespace: &str) -> Vec<(ObjectId, Value)> {
             objects.push((object.id, value));
         }
     }
-    assert_eq!(objects.len(), APPS * OBJECTS_PER_APP);
+    assert_eq!(objects.len(), apps() * OBJECTS_PER_APP);
     objects
 }
 
@@ -723,7 +745,7 @@ async fn install_crd(client: &kube::Client) {
 /// Creates the 200 Applications, `CREATE_CONCURRENCY` at once.
 async fn create_applications(client: &kube::Client, namespace: &str, url: &str) {
     let api: Api<Application> = Api::namespaced(client.clone(), namespace);
-    stream::iter((0..APPS).map(|app| {
+    stream::iter((0..apps()).map(|app| {
         let api = api.clone();
         async move {
             let application: Application = serde_json::from_value(json!({
@@ -774,23 +796,24 @@ async fn count_ready(client: &kube::Client, namespace: &str) -> (usize, BTreeMap
 /// Polls every 250 ms until all Applications are Ready; after
 /// `COLD_LIMIT`, panics with what the others say and the controller's log.
 async fn wait_all_ready(client: &kube::Client, namespace: &str, controller: &ControllerProcess) {
+    let app_count = apps();
     let started = Instant::now();
     let mut last_print = Instant::now();
     loop {
         let (ready, others) = count_ready(client, namespace).await;
-        if ready == APPS {
+        if ready == apps() {
             return;
         }
         if last_print.elapsed() > Duration::from_secs(15) {
             println!(
-                "  … {:.0} s: {ready}/{APPS} Ready",
+                "  … {:.0} s: {ready}/{app_count} Ready",
                 started.elapsed().as_secs_f64()
             );
             last_print = Instant::now();
         }
         if started.elapsed() > COLD_LIMIT {
             panic!(
-                "only {ready} of {APPS} Applications became Ready within {COLD_LIMIT:?}; the \
+                "only {ready} of {app_count} Applications became Ready within {COLD_LIMIT:?}; the \
                  others say: {others:#?}\n--- controller log (last 60 lines) ---\n{}",
                 controller.log_tail(60)
             );
@@ -828,7 +851,7 @@ async fn assert_objects_applied(client: &kube::Client, namespace: &str) {
         .len();
     assert_eq!(
         (configmaps, services, accounts, roles),
-        (6 * APPS, 2 * APPS, APPS, APPS),
+        (6 * apps(), 2 * apps(), apps(), apps()),
         "live (ConfigMaps, Services, ServiceAccounts, Roles) applied by windlass"
     );
 }
