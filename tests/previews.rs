@@ -454,7 +454,7 @@ async fn windlass_sync_refuses_objects_outside_the_restrictions_before_writing()
         )
         .unwrap();
         let file = file.to_str().unwrap();
-        let output = windlass_expect(&["sync", "-n", &ns, "-f", file], 2);
+        let output = windlass_expect(&["sync", "-n", &ns, "--app-file", file], 2);
         assert!(
             output.contains("2 objects are outside the application's restrictions")
                 && output.contains(&format!(
@@ -473,7 +473,7 @@ async fn windlass_sync_refuses_objects_outside_the_restrictions_before_writing()
             format!("{text}    allowKinds: [ClusterRole.rbac.authorization.k8s.io]\n"),
         )
         .unwrap();
-        let output = windlass_expect(&["diff", "-n", &ns, "-f", file], 2);
+        let output = windlass_expect(&["diff", "-n", &ns, "--app-file", file], 2);
         assert!(
             output.contains("1 object is outside") && !output.contains(&role),
             "{output}"

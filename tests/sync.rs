@@ -269,10 +269,14 @@ async fn prune_deletes_what_left_and_honours_every_guard() {
         sync(dir.path(), &ns, &["--prune", "--prune-dangerous", "--no-wait"], 0);
         assert!(pvcs.get_opt("data").await.unwrap().is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
 
-        // An empty render never prunes everything by accident.
+        // An empty render never prunes everything by accident: it is an
+        // error (naming the path and --allow-empty) before any plan.
         std::fs::remove_file(dir.path().join("keep.yaml")).unwrap();
         let out = sync(dir.path(), &ns, &["--prune", "--no-wait"], 2);
-        assert!(out.contains("refusing to prune: the render produced no objects"), "{out}");
+        assert!(
+            out.contains("the render produced no objects") && out.contains("--allow-empty"),
+            "{out}"
+        );
         assert!(cm.get_opt("keep").await.unwrap().is_some());
         sync(dir.path(), &ns, &["--prune", "--allow-empty", "--no-wait"], 0);
         assert!(cm.get_opt("keep").await.unwrap().is_none());
