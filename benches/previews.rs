@@ -14,6 +14,8 @@
 //!        ├─ (d) steady state, 4 intervals: git upload-packs (target: one listing per interval)
 //!        ├─ (b) 10 pushes to different pull requests → that preview Ready at the new commit
 //!        │      (a push waits for the next listing: the interval is printed next to it)
+//!        ├─ (b') the same, each push followed by a signed GitHub `pull_request` delivery
+//!        │      (`synchronize`) to the controller's /hooks/github: no wait for the interval
 //!        └─ (c) 5 refs deleted → the preview's namespace gone
 //!               vs the floor: a bare DELETE of a namespace holding 3 ConfigMaps → gone
 //! ```
@@ -53,6 +55,7 @@ const FLOOR_IN_FLIGHT: usize = 16;
 /// A guard against hanging, not a target.
 const LIMIT: Duration = Duration::from_secs(600);
 const FIELD_MANAGER_BENCH: &str = "windlass-bench-previews";
+const WEBHOOK_SECRET: &str = "windlass-bench-previews-secret";
 const BENCH_PREFIX: &str = "wl-previews-bench-";
 const FLOOR_PREFIX: &str = "wl-previews-floor-";
 
@@ -188,6 +191,40 @@ async fn run(served: &ServedRepo) {
         push_p95.as_secs_f64()
     );
 
+    // (b') the same with a pull-request webhook after each push.
+    let mut hooked = Vec::new();
+    for i in 0..PUSHES {
+        tokio::time::sleep(spread(i)).await;
+        let number = PUSHES + i + 1;
+        let value = format!("hooked-{i}");
+        let commit = push_pull_request(served, number, &value);
+        let started = Instant::now();
+        let (code, reply) = controller.post_pull_request(&served.url, number);
+        assert_eq!(code, 202, "the pull_request delivery: {reply}");
+        wait_application_at(
+            &client,
+            &namespace,
+            &preview_namespace(&name, number),
+            &commit,
+        )
+        .await;
+        hooked.push(started.elapsed());
+        let live = configmap_value(&client, &preview_namespace(&name, number), "cm-0").await;
+        assert_eq!(
+            live.as_deref(),
+            Some(value.as_str()),
+            "pull request {number}"
+        );
+    }
+    let (hooked_p50, hooked_p95) = percentiles(&hooked);
+    println!(
+        "  (b') push + pull_request webhook → preview Ready ({PUSHES} pushes, interval {}s): \
+         p50 {:.2} s, p95 {:.2} s",
+        INTERVAL.as_secs(),
+        hooked_p50.as_secs_f64(),
+        hooked_p95.as_secs_f64()
+    );
+
     // (c) a ref deleted → its namespace gone.
     let mut deletions = Vec::new();
     for i in 0..DELETIONS {
@@ -250,6 +287,11 @@ async fn run(served: &ServedRepo) {
         push_p50.as_secs_f64(),
         push_p95.as_secs_f64(),
         INTERVAL.as_secs()
+    );
+    println!(
+        "| (b') push + pull_request webhook → preview Ready, p50 / p95 | {:.2} / {:.2} s | — | — |",
+        hooked_p50.as_secs_f64(),
+        hooked_p95.as_secs_f64(),
     );
     println!(
         "| (c) ref deleted → namespace gone, p50 / p95 | {:.2} / {:.2} s | {:.2} / {:.2} s (namespace DELETE) | {:.1}× (p50) |",
@@ -572,6 +614,8 @@ impl ControllerProcess {
         let log = scratch.join("controller.log");
         let cache = scratch.join("cache");
         std::fs::create_dir_all(&cache).unwrap();
+        let secret = scratch.join("webhook-secret");
+        std::fs::write(&secret, WEBHOOK_SECRET).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_windlass"))
             .arg("--kubeconfig")
             .arg(support::kubeconfig())
@@ -584,6 +628,8 @@ impl ControllerProcess {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--cache-dir")
             .arg(&cache)
+            .arg("--webhook-secret-file")
+            .arg(&secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -606,6 +652,51 @@ impl ControllerProcess {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// POSTs a signed GitHub `pull_request` (`synchronize`) delivery:
+    /// (status code, body).
+    fn post_pull_request(&self, url: &str, number: u32) -> (u16, String) {
+        use hmac::{Hmac, KeyInit, Mac};
+        let body = json!({
+            "action": "synchronize",
+            "number": number,
+            "pull_request": { "number": number },
+            "repository": { "clone_url": url },
+        })
+        .to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /hooks/github HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nX-GitHub-Event: pull_request\r\n\
+             X-Hub-Signature-256: sha256={signature}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
     }
 
     fn log_tail(&self, lines: usize) -> String {

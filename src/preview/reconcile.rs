@@ -1003,6 +1003,11 @@ async fn cleanup(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action,
     if let Some(problem) = pass.problems.first() {
         warn!(problem = %problem, "removing preview namespaces");
     }
+    context
+        .wakes
+        .lock()
+        .expect("wakes lock")
+        .remove(&preview.uid().unwrap_or_default());
     info!("the Preview was deleted: its previews are gone");
     Ok(Action::await_change())
 }
