@@ -25,23 +25,38 @@ const LIMIT: Duration = Duration::from_secs(90);
 struct RunningController {
     child: Child,
     log: PathBuf,
+    /// Serves /metrics, /readyz and (when enabled) /hooks on 127.0.0.1.
+    port: u16,
     _dir: TempDir,
 }
 
 impl RunningController {
     fn start(namespace: &str) -> RunningController {
+        RunningController::start_with(namespace, None)
+    }
+
+    /// With `webhook_secret`, the webhook receivers are on.
+    fn start_with(namespace: &str, webhook_secret: Option<&str>) -> RunningController {
         let dir = TempDir::new("previews-controller");
         let log = dir.path().join("controller.log");
-        let child = windlass()
+        let port = free_port();
+        let mut command = windlass();
+        command
             .args([
                 "controller",
                 "--watch-namespace",
                 namespace,
                 "--http-address",
             ])
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--cache-dir")
-            .arg(dir.path().join("git"))
+            .arg(dir.path().join("git"));
+        if let Some(secret) = webhook_secret {
+            let file = dir.path().join("webhook-secret");
+            std::fs::write(&file, secret).unwrap();
+            command.arg("--webhook-secret-file").arg(file);
+        }
+        let child = command
             .env("RUST_LOG", "windlass=debug,info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -51,8 +66,68 @@ impl RunningController {
         RunningController {
             child,
             log,
+            port,
             _dir: dir,
         }
+    }
+
+    /// POSTs a GitHub `pull_request` delivery for `url`, signed with
+    /// `secret`; returns the HTTP status code and body. Retries while the
+    /// controller is not listening yet.
+    fn post_pull_request(
+        &self,
+        secret: &str,
+        url: &str,
+        number: u32,
+        action: &str,
+    ) -> (u16, String) {
+        use hmac::{Hmac, KeyInit, Mac};
+        use std::io::{Read, Write};
+        let body = serde_json::json!({
+            "action": action,
+            "number": number,
+            "pull_request": { "number": number },
+            "repository": { "clone_url": url },
+        })
+        .to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let started = std::time::Instant::now();
+        let mut stream = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                Ok(stream) => break stream,
+                Err(e) if started.elapsed() > LIMIT => {
+                    panic!("the controller does not listen: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let request = format!(
+            "POST /hooks/github HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nX-GitHub-Event: pull_request\r\n\
+             X-Hub-Signature-256: sha256={signature}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
     }
 }
 
@@ -823,6 +898,71 @@ async fn a_restarted_controller_with_an_empty_cache_fetches_the_previews_commits
 
         delete_preview(&client, &ns, &name).await;
         namespace_gone(&client, &preview_ns).await;
+        drop(controller);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pull_request_webhook_brings_a_new_preview_up_without_waiting_for_the_interval() {
+    with_namespace("prv-hook", |client, ns| async move {
+        install_crds(&client).await;
+        let served =
+            ServedRepo::start("prv-hook", &[("app/page.yaml", &configmap("page", "main"))]);
+        let secret = "preview-hook-secret";
+        let controller = RunningController::start_with(&ns, Some(secret));
+        let name = ns.clone();
+        // Listed once an hour: only the webhook can bring the new ref in time.
+        let previews: Api<Preview> = Api::namespaced(client.clone(), &ns);
+        previews
+            .create(
+                &PostParams::default(),
+                &preview_with(&name, &served.url, serde_json::json!({ "interval": "1h" })),
+            )
+            .await
+            .unwrap();
+        // The first pass has listed the refs (none yet): the hour starts.
+        wait_for_preview(&client, &ns, &name, "the first listing", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.last_listed_time.is_some()
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .await;
+
+        push_pull_request(&served, 4, &[("app/page.yaml", &configmap("page", "pr-4"))]);
+        let (code, reply) = controller.post_pull_request(secret, &served.url, 4, "opened");
+        assert_eq!(code, 202, "{reply}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&reply).unwrap(),
+            serde_json::json!({ "accepted": 1 }),
+            "one Preview woken"
+        );
+        let preview_ns = format!("{name}-pr-4");
+        eventually("the preview the webhook announced", LIMIT, || {
+            let (client, preview_ns) = (client.clone(), preview_ns.clone());
+            async move {
+                let value = configmap_value(&client, &preview_ns, "page").await;
+                (value.as_deref() == Some("pr-4"))
+                    .then_some(())
+                    .ok_or(format!("{value:?}"))
+            }
+        })
+        .await;
+
+        // Another repository's pull request wakes nothing.
+        let (code, reply) = controller.post_pull_request(
+            secret,
+            "https://git.example.com/org/other.git",
+            4,
+            "opened",
+        );
+        assert_eq!(code, 202, "{reply}");
+        assert!(reply.contains("\"accepted\":0"), "{reply}");
+
+        delete_preview(&client, &ns, &name).await;
         drop(controller);
     })
     .await;

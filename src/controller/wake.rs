@@ -1,5 +1,6 @@
-//! Waking Applications when a push moved their source: the controller's
-//! [`PushSink`] for the webhook receivers.
+//! Waking Applications when a push moved their source, and Previews when a
+//! pull request was opened, moved or closed: the controller's [`PushSink`]
+//! for the webhook receivers.
 //!
 //! ```text
 //!   Push { repository URLs, ref, before, after }
@@ -9,6 +10,11 @@
 //!     └─ yes ─► annotate windlass.dev/source-changed=<after> ─► watch event ─► reconcile now,
 //!                                                                 resolving fresh
 //! ```
+//!
+//! A pull request wakes every Preview of its repository the same way
+//! (`windlass.dev/source-changed=pr-<number>-<action>@<time>` on the
+//! Preview): its next pass lists the refs afresh instead of waiting for the
+//! interval.
 //!
 //! The wake is an annotation, not an in-process call, so any replica can
 //! receive a webhook: a standby (which has no render memory) wakes every
@@ -24,10 +30,10 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::reconcile::{self, Context};
-use super::webhook::{Push, PushSink};
+use super::webhook::{PullRequest, Push, PushSink};
 use crate::source::RefRequest;
 use crate::source::url::repository_identity;
-use crate::spec::{Application, SOURCE_CHANGED_ANNOTATION};
+use crate::spec::{Application, Preview, SOURCE_CHANGED_ANNOTATION};
 use crate::sync::engine::SourceSpec;
 
 /// Whether `push` may move `application`'s source: the same repository
@@ -48,6 +54,44 @@ pub fn concerns(application: &Application, push: &Push) -> bool {
         .as_deref()
         .unwrap_or("HEAD");
     same_repository && RefRequest::parse(reference).is_ok_and(|r| r.may_move_with(&push.reference))
+}
+
+/// Whether `pull_request` is on the repository `preview` lists (whatever
+/// the URL's spelling).
+pub fn concerns_preview(preview: &Preview, pull_request: &PullRequest) -> bool {
+    let Some(wanted) = repository_identity(&preview.spec.source.repo_url) else {
+        return false;
+    };
+    pull_request
+        .repository_urls
+        .iter()
+        .filter_map(|url| repository_identity(url))
+        .any(|identity| identity == wanted)
+}
+
+/// Sets the wake annotation to `value` on a resource; false (and a
+/// warning) when the API server refuses.
+async fn annotate<K>(client: &kube::Client, namespace: &str, name: &str, value: &str) -> bool
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "metadata": { "annotations": { SOURCE_CHANGED_ANNOTATION: value } }
+    });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            warn!(target = %format!("{} {namespace}/{name}", K::kind(&())), error = %crate::cluster::explain(&error), "could not wake it");
+            false
+        }
+    }
 }
 
 /// Wakes the Applications a push changed.
@@ -110,26 +154,9 @@ impl Wakeups {
 
     async fn wake(&self, application: &Application, push: &Push) -> bool {
         let namespace = application.namespace().unwrap_or_default();
-        let api: Api<Application> = Api::namespaced(self.client.clone(), &namespace);
         let marker = push.after.clone().unwrap_or_else(|| "deleted".to_string());
         let value = format!("{marker}@{}", crate::sync::engine::now());
-        let patch = serde_json::json!({
-            "metadata": { "annotations": { SOURCE_CHANGED_ANNOTATION: value } }
-        });
-        match api
-            .patch(
-                &application.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => true,
-            Err(error) => {
-                warn!(app = %format!("{namespace}/{}", application.name_any()), error = %crate::cluster::explain(&error), "could not wake the Application");
-                false
-            }
-        }
+        annotate::<Application>(&self.client, &namespace, &application.name_any(), &value).await
     }
 }
 
@@ -156,6 +183,42 @@ impl PushSink for Wakeups {
                 continue;
             }
             if self.wake(application, &push).await {
+                woken += 1;
+            }
+        }
+        woken
+    }
+
+    async fn pull_request(&self, pull_request: PullRequest) -> usize {
+        let api: Api<Preview> = match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        };
+        let previews = match api.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(error) => {
+                warn!(error = %crate::cluster::explain(&error), "listing Previews for a pull request");
+                return 0;
+            }
+        };
+        // One value for the whole delivery: Previews of one repository
+        // woken by it share one fresh listing.
+        let value = format!(
+            "pr-{}-{}@{}",
+            pull_request.number,
+            pull_request.action,
+            crate::sync::engine::now()
+        );
+        let mut woken = 0;
+        for preview in previews
+            .iter()
+            .filter(|p| concerns_preview(p, &pull_request))
+        {
+            if preview.meta().deletion_timestamp.is_some() {
+                continue;
+            }
+            let namespace = preview.namespace().unwrap_or_default();
+            if annotate::<Preview>(&self.client, &namespace, &preview.name_any(), &value).await {
                 woken += 1;
             }
         }
@@ -199,6 +262,31 @@ mod tests {
             "refs/heads/main",
         );
         assert!(!concerns(&app, &other_repo));
+    }
+
+    #[test]
+    fn a_pull_request_concerns_the_previews_of_its_repository_in_any_spelling() {
+        let preview: Preview = serde_json::from_value(serde_json::json!({
+            "apiVersion": "windlass.dev/v1alpha1", "kind": "Preview",
+            "metadata": {"name": "web", "namespace": "a"},
+            "spec": {"source": {"repoURL": "https://git.example.com/Org/Deploy.git",
+                                "refPattern": "refs/pull/*/head"}}
+        }))
+        .unwrap();
+        let pull_request = |urls: &[&str]| PullRequest {
+            provider: Provider::GitHub,
+            repository_urls: urls.iter().map(|u| u.to_string()).collect(),
+            number: 7,
+            action: "opened".into(),
+        };
+        assert!(concerns_preview(
+            &preview,
+            &pull_request(&["git@git.example.com:org/deploy.git"])
+        ));
+        assert!(!concerns_preview(
+            &preview,
+            &pull_request(&["https://git.example.com/org/other.git"])
+        ));
     }
 
     #[test]

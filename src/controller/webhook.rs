@@ -1,5 +1,6 @@
 //! Webhook receivers: `POST /hooks/<provider>` turns a Git host's push
-//! notification into [`Push`]es, which leave through a [`PushSink`].
+//! notification into [`Push`]es, and its pull-request notification into a
+//! [`PullRequest`], which leave through a [`PushSink`].
 //!
 //! ```text
 //!   POST /hooks/github | gitlab | gitea | bitbucket-server | generic
@@ -13,6 +14,12 @@
 //!   parse payload ─── malformed ──────────────────────────► 400 {"error":"payload has no `ref`"}
 //!     ▼ one Push per changed ref
 //!   PushSink::push(Push) → Applications triggered ────────► 202 {"accepted":N}
+//!
+//!   event ── pull request (GitHub, Gitea: `pull_request`; GitLab: `Merge Request Hook`)
+//!     ▼ parse: repository URLs, number, action
+//!   opened / synchronize(d) / reopened / closed (GitLab: open, update, reopen, close,
+//!   merge) ─► PushSink::pull_request → Previews woken ──► 202 {"accepted":N}
+//!   any other action (labeled, edited, …) ───────────────► 200 {"accepted":0,"ignored":"…"}
 //! ```
 //!
 //! | provider           | authenticity                                          | event header                          |
@@ -120,11 +127,54 @@ pub struct Push {
     pub after: Option<String>,
 }
 
+/// A pull request (GitLab: merge request) that was opened, moved, reopened
+/// or closed, as a webhook reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub provider: Provider,
+    /// Every URL the payload names for the (base) repository, as in [`Push`].
+    pub repository_urls: Vec<String>,
+    /// The pull request's number (GitLab: the merge request's `iid`).
+    pub number: u64,
+    /// The provider's action: `opened`, `synchronize`, `update`, `closed`, …
+    pub action: String,
+}
+
+/// Actions that open, move, reopen or close a pull request (GitHub, Gitea,
+/// GitLab spellings): the ones that may add, move or remove a preview.
+const PREVIEW_ACTIONS: [&str; 10] = [
+    "opened",
+    "synchronize",
+    "synchronized",
+    "reopened",
+    "closed",
+    "open",
+    "update",
+    "reopen",
+    "close",
+    "merge",
+];
+
+impl PullRequest {
+    /// Whether the action may add, move or remove a preview (not a label,
+    /// title, review or assignee change).
+    pub fn moves_previews(&self) -> bool {
+        PREVIEW_ACTIONS.contains(&self.action.as_str())
+    }
+}
+
 /// Where accepted pushes go. The controller implements it: it wakes the
 /// Applications the push may concern and says how many.
 pub trait PushSink: Send + Sync + 'static {
     /// Handles one push; returns the number of Applications it triggered.
     fn push(&self, push: Push) -> impl Future<Output = usize> + Send;
+
+    /// Handles one pull-request event; returns the number of Previews it
+    /// woke. By default nothing listens.
+    fn pull_request(&self, pull_request: PullRequest) -> impl Future<Output = usize> + Send {
+        let _ = pull_request;
+        async { 0 }
+    }
 }
 
 /// The webhook secret could not be had.
@@ -272,6 +322,29 @@ async fn receive<S: PushSink>(
             info!(%provider, %event, "webhook event ignored: not a push");
             return reply(StatusCode::OK, json!({ "accepted": 0, "ignored": event }));
         }
+        Ok(Event::PullRequest) => {
+            let pull_request = match parse_pull_request(provider, &body) {
+                Ok(pull_request) => pull_request,
+                Err(error) => return reject(StatusCode::BAD_REQUEST, "payload", error.to_string()),
+            };
+            let repository = pull_request
+                .repository_urls
+                .iter()
+                .find_map(|url| repository_identity(url))
+                .unwrap_or_default();
+            let (number, action) = (pull_request.number, pull_request.action.clone());
+            if !pull_request.moves_previews() {
+                info!(%provider, event = "pull_request", %repository, number, %action, "webhook pull request ignored: the action moves no preview");
+                return reply(StatusCode::OK, json!({ "accepted": 0, "ignored": action }));
+            }
+            let woken = receiver.sink.pull_request(pull_request).await;
+            info!(%provider, event = "pull_request", %repository, number, %action, woken, "webhook pull request");
+            metrics
+                .webhook_triggered
+                .get_or_create(&labels)
+                .inc_by(woken as u64);
+            return reply(StatusCode::ACCEPTED, json!({ "accepted": woken }));
+        }
         Ok(Event::Push) => {}
     }
     let pushes = match parse_pushes(provider, &body) {
@@ -412,6 +485,8 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Push,
+    /// GitHub and Gitea `pull_request`, GitLab `Merge Request Hook`.
+    PullRequest,
     /// A ping or any other event: acknowledged, triggers nothing.
     Other(String),
 }
@@ -424,12 +499,20 @@ pub struct PayloadError(String);
 
 /// The event a delivery announces, from the provider's event header.
 pub fn event(provider: Provider, headers: &HeaderMap) -> Result<Event, PayloadError> {
-    let (names, pushes): (&[&str], &[&str]) = match provider {
-        Provider::GitHub => (&["X-GitHub-Event"], &["push"]),
-        Provider::Gitea => (&["X-Gitea-Event", "X-Forgejo-Event"], &["push"]),
-        Provider::GitLab => (&["X-Gitlab-Event"], &["Push Hook", "Tag Push Hook"]),
-        Provider::BitbucketServer => (&["X-Event-Key"], &["repo:refs_changed"]),
-        Provider::Generic => (&["X-Event"], &["push"]),
+    let (names, pushes, pull_requests): (&[&str], &[&str], &[&str]) = match provider {
+        Provider::GitHub => (&["X-GitHub-Event"], &["push"], &["pull_request"]),
+        Provider::Gitea => (
+            &["X-Gitea-Event", "X-Forgejo-Event"],
+            &["push"],
+            &["pull_request"],
+        ),
+        Provider::GitLab => (
+            &["X-Gitlab-Event"],
+            &["Push Hook", "Tag Push Hook"],
+            &["Merge Request Hook"],
+        ),
+        Provider::BitbucketServer => (&["X-Event-Key"], &["repo:refs_changed"], &[]),
+        Provider::Generic => (&["X-Event"], &["push"], &[]),
     };
     let value = names.iter().find_map(|name| headers.get(*name));
     let event = match value {
@@ -442,6 +525,8 @@ pub fn event(provider: Provider, headers: &HeaderMap) -> Result<Event, PayloadEr
     };
     Ok(if pushes.contains(&event) {
         Event::Push
+    } else if pull_requests.contains(&event) {
+        Event::PullRequest
     } else {
         Event::Other(event.to_string())
     })
@@ -450,19 +535,7 @@ pub fn event(provider: Provider, headers: &HeaderMap) -> Result<Event, PayloadEr
 /// The pushes a push event's payload reports: one for GitHub, Gitea,
 /// GitLab and generic, one per change for Bitbucket Server.
 pub fn parse_pushes(provider: Provider, body: &[u8]) -> Result<Vec<Push>, PayloadError> {
-    if body.starts_with(b"payload=") {
-        return Err(PayloadError(
-            "payload is form-encoded: set the webhook's content type to application/json"
-                .to_string(),
-        ));
-    }
-    // Parsing into a `Value` first: its errors say where the syntax broke,
-    // and never quote the body.
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| PayloadError(format!("payload is not JSON: {e}")))?;
-    if !json.is_object() {
-        return Err(PayloadError("payload is not a JSON object".to_string()));
-    }
+    let json = json_object(body)?;
     let push = |reference: &str,
                 before: Option<&str>,
                 after: &str,
@@ -558,6 +631,67 @@ pub fn parse_pushes(provider: Provider, body: &[u8]) -> Result<Vec<Push>, Payloa
                 .collect()
         }
     }
+}
+
+/// The pull request a pull-request event's payload reports.
+pub fn parse_pull_request(provider: Provider, body: &[u8]) -> Result<PullRequest, PayloadError> {
+    let json = json_object(body)?;
+    let (number_path, action_path, url_paths): (&str, &str, &[&str]) = match provider {
+        Provider::GitHub | Provider::Gitea => (
+            "number",
+            "action",
+            &[
+                "repository.clone_url",
+                "repository.ssh_url",
+                "repository.html_url",
+                "repository.git_url",
+            ],
+        ),
+        Provider::GitLab => (
+            "object_attributes.iid",
+            "object_attributes.action",
+            &[
+                "project.git_http_url",
+                "project.git_ssh_url",
+                "project.web_url",
+                "repository.homepage",
+            ],
+        ),
+        Provider::BitbucketServer | Provider::Generic => {
+            return Err(PayloadError(format!(
+                "{provider} sends no pull-request events windlass reads"
+            )));
+        }
+    };
+    let number = match at(&json, number_path) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(_) => None,
+        None => return Err(PayloadError(format!("payload has no `{number_path}`"))),
+    }
+    .ok_or_else(|| PayloadError(format!("payload `{number_path}` is not a positive number")))?;
+    Ok(PullRequest {
+        provider,
+        repository_urls: urls(&json, url_paths)?,
+        number,
+        action: required(&json, action_path)?.to_string(),
+    })
+}
+
+/// The body as a JSON object. Parsing into a `Value` first: its errors say
+/// where the syntax broke, and never quote the body.
+fn json_object(body: &[u8]) -> Result<Value, PayloadError> {
+    if body.starts_with(b"payload=") {
+        return Err(PayloadError(
+            "payload is form-encoded: set the webhook's content type to application/json"
+                .to_string(),
+        ));
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| PayloadError(format!("payload is not JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(PayloadError("payload is not a JSON object".to_string()));
+    }
+    Ok(json)
 }
 
 /// The value at a dotted path (`repository.clone_url`).
@@ -1025,7 +1159,7 @@ mod tests {
                 Provider::GitLab,
                 &[("X-Gitlab-Event", "Merge Request Hook")]
             ),
-            other("Merge Request Hook")
+            Ok(Event::PullRequest)
         );
         assert_eq!(
             event_of(
@@ -1052,7 +1186,153 @@ mod tests {
         );
     }
 
+    #[test]
+    fn pull_request_events_are_read_from_each_providers_header() {
+        let event_of = |provider, pairs: &[(&str, &str)]| event(provider, &headers(pairs));
+        for (provider, name, value) in [
+            (Provider::GitHub, "X-GitHub-Event", "pull_request"),
+            (Provider::Gitea, "X-Gitea-Event", "pull_request"),
+            (Provider::Gitea, "X-Forgejo-Event", "pull_request"),
+            (Provider::GitLab, "X-Gitlab-Event", "Merge Request Hook"),
+        ] {
+            assert_eq!(
+                event_of(provider, &[(name, value)]),
+                Ok(Event::PullRequest),
+                "{provider}"
+            );
+        }
+        assert_eq!(
+            event_of(Provider::Generic, &[("X-Event", "pull_request")]),
+            Ok(Event::Other("pull_request".into()))
+        );
+    }
+
     // ---- payloads ----
+
+    const GITHUB_PULL_REQUEST: &str = r#"{
+      "action": "synchronize",
+      "number": 2,
+      "pull_request": { "number": 2, "state": "open", "head": { "ref": "changes", "sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821" } },
+      "repository": {
+        "full_name": "Codertocat/Hello-World",
+        "html_url": "https://github.com/Codertocat/Hello-World",
+        "git_url": "git://github.com/Codertocat/Hello-World.git",
+        "ssh_url": "git@github.com:Codertocat/Hello-World.git",
+        "clone_url": "https://github.com/Codertocat/Hello-World.git"
+      }
+    }"#;
+
+    const GITEA_PULL_REQUEST: &str = r#"{
+      "action": "opened",
+      "number": 12,
+      "pull_request": { "id": 30, "number": 12, "state": "open" },
+      "repository": {
+        "full_name": "gitea/webhooks",
+        "html_url": "http://localhost:3000/gitea/webhooks",
+        "ssh_url": "ssh://gitea@localhost:2222/gitea/webhooks.git",
+        "clone_url": "http://localhost:3000/gitea/webhooks.git"
+      }
+    }"#;
+
+    const GITLAB_MERGE_REQUEST: &str = r#"{
+      "object_kind": "merge_request",
+      "event_type": "merge_request",
+      "project": {
+        "id": 1,
+        "web_url": "http://example.com/gitlabhq/gitlab-test",
+        "git_ssh_url": "git@example.com:gitlabhq/gitlab-test.git",
+        "git_http_url": "http://example.com/gitlabhq/gitlab-test.git"
+      },
+      "object_attributes": { "id": 99, "iid": 1, "state": "opened", "action": "open" },
+      "repository": { "name": "Gitlab Test", "homepage": "http://example.com/gitlabhq/gitlab-test" }
+    }"#;
+
+    #[test]
+    fn pull_request_payloads_are_read() {
+        let github = parse_pull_request(Provider::GitHub, GITHUB_PULL_REQUEST.as_bytes()).unwrap();
+        assert_eq!(
+            github,
+            PullRequest {
+                provider: Provider::GitHub,
+                repository_urls: vec![
+                    "https://github.com/Codertocat/Hello-World.git".into(),
+                    "git@github.com:Codertocat/Hello-World.git".into(),
+                    "https://github.com/Codertocat/Hello-World".into(),
+                    "git://github.com/Codertocat/Hello-World.git".into(),
+                ],
+                number: 2,
+                action: "synchronize".into(),
+            }
+        );
+        assert!(github.moves_previews());
+        let gitea = parse_pull_request(Provider::Gitea, GITEA_PULL_REQUEST.as_bytes()).unwrap();
+        assert_eq!((gitea.number, gitea.action.as_str()), (12, "opened"));
+        assert_eq!(
+            gitea.repository_urls[0],
+            "http://localhost:3000/gitea/webhooks.git"
+        );
+        let gitlab = parse_pull_request(Provider::GitLab, GITLAB_MERGE_REQUEST.as_bytes()).unwrap();
+        assert_eq!(
+            gitlab,
+            PullRequest {
+                provider: Provider::GitLab,
+                repository_urls: vec![
+                    "http://example.com/gitlabhq/gitlab-test.git".into(),
+                    "git@example.com:gitlabhq/gitlab-test.git".into(),
+                    "http://example.com/gitlabhq/gitlab-test".into(),
+                ],
+                number: 1,
+                action: "open".into(),
+            }
+        );
+        assert!(gitlab.moves_previews());
+        let labeled = PullRequest {
+            action: "labeled".into(),
+            ..github
+        };
+        assert!(!labeled.moves_previews());
+    }
+
+    #[test]
+    fn malformed_pull_request_payloads_name_what_is_wrong() {
+        let error = |provider, body: &str| {
+            parse_pull_request(provider, body.as_bytes())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error(
+                Provider::GitHub,
+                r#"{"action": "opened", "repository": {"clone_url": "https://h/o/r"}}"#
+            ),
+            "payload has no `number`"
+        );
+        assert_eq!(
+            error(
+                Provider::GitHub,
+                r#"{"action": "opened", "number": "7", "repository": {"clone_url": "https://h/o/r"}}"#
+            ),
+            "payload `number` is not a positive number"
+        );
+        assert_eq!(
+            error(
+                Provider::GitHub,
+                r#"{"number": 7, "repository": {"clone_url": "https://h/o/r"}}"#
+            ),
+            "payload has no `action`"
+        );
+        assert!(
+            error(
+                Provider::GitLab,
+                r#"{"object_attributes": {"iid": 1, "action": "open"}}"#
+            )
+            .starts_with("payload names no repository URL"),
+        );
+        assert_eq!(
+            error(Provider::Generic, "{}"),
+            "generic sends no pull-request events windlass reads"
+        );
+    }
 
     fn parse(provider: Provider, body: &str) -> Result<Vec<Push>, PayloadError> {
         parse_pushes(provider, body.as_bytes())
@@ -1340,6 +1620,7 @@ mod tests {
     #[derive(Clone)]
     struct RecordingSink {
         pushes: Arc<Mutex<Vec<Push>>>,
+        pull_requests: Arc<Mutex<Vec<PullRequest>>>,
         per_push: usize,
     }
 
@@ -1347,6 +1628,7 @@ mod tests {
         fn default() -> RecordingSink {
             RecordingSink {
                 pushes: Arc::default(),
+                pull_requests: Arc::default(),
                 per_push: 2,
             }
         }
@@ -1357,11 +1639,17 @@ mod tests {
             self.pushes.lock().unwrap().push(push);
             self.per_push
         }
+
+        async fn pull_request(&self, pull_request: PullRequest) -> usize {
+            self.pull_requests.lock().unwrap().push(pull_request);
+            1
+        }
     }
 
     struct Fixture {
         router: Router,
         pushes: Arc<Mutex<Vec<Push>>>,
+        pull_requests: Arc<Mutex<Vec<PullRequest>>>,
         metrics: Arc<Metrics>,
     }
 
@@ -1369,6 +1657,7 @@ mod tests {
         fn new(body_limit: Option<usize>) -> Fixture {
             let sink = RecordingSink::default();
             let pushes = sink.pushes.clone();
+            let pull_requests = sink.pull_requests.clone();
             let metrics = Arc::new(Metrics::default());
             let mut receiver = Receiver::new(secret(), sink, metrics.clone()).unwrap();
             if let Some(limit) = body_limit {
@@ -1377,6 +1666,7 @@ mod tests {
             Fixture {
                 router: router(Arc::new(receiver)),
                 pushes,
+                pull_requests,
                 metrics,
             }
         }
@@ -1441,9 +1731,9 @@ mod tests {
         Sender {
             provider: Provider::GitLab,
             push_event: Some(("X-Gitlab-Event", "Push Hook")),
-            other_event: ("X-Gitlab-Event", "Merge Request Hook"),
+            other_event: ("X-Gitlab-Event", "Note Hook"),
             push_body: GITLAB_PUSH,
-            other_body: r#"{"object_kind": "merge_request"}"#,
+            other_body: r#"{"object_kind": "note"}"#,
             pushes_in_sample: 1,
         },
         Sender {
@@ -1517,6 +1807,75 @@ mod tests {
                 "{case}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_signed_pull_request_event_reaches_the_sink_unless_its_action_moves_no_preview() {
+        let cases = [
+            (
+                Provider::GitHub,
+                "X-GitHub-Event",
+                "pull_request",
+                GITHUB_PULL_REQUEST,
+            ),
+            (
+                Provider::Gitea,
+                "X-Gitea-Event",
+                "pull_request",
+                GITEA_PULL_REQUEST,
+            ),
+            (
+                Provider::GitLab,
+                "X-Gitlab-Event",
+                "Merge Request Hook",
+                GITLAB_MERGE_REQUEST,
+            ),
+        ];
+        for (provider, name, value, body) in cases {
+            let sender = SENDERS.iter().find(|s| s.provider == provider).unwrap();
+            let fixture = Fixture::new(None);
+            let headers = [
+                sender.signature(SECRET, body.as_bytes()),
+                (name, value.to_string()),
+            ];
+            let (status, reply) = fixture
+                .post(&sender.path(), &headers, body.as_bytes())
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{provider}: {reply}");
+            assert_eq!(reply, json!({ "accepted": 1 }), "{provider}");
+            let received = fixture.pull_requests.lock().unwrap().clone();
+            assert_eq!(
+                received,
+                vec![parse_pull_request(provider, body.as_bytes()).unwrap()],
+                "{provider}"
+            );
+            assert!(fixture.pushes().is_empty(), "{provider}");
+
+            // Unsigned: refused before anything is read.
+            let (status, _) = fixture
+                .post(
+                    &sender.path(),
+                    &[(name, value.to_string())],
+                    body.as_bytes(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{provider}");
+            assert_eq!(fixture.pull_requests.lock().unwrap().len(), 1, "{provider}");
+        }
+
+        let fixture = Fixture::new(None);
+        let labeled = GITHUB_PULL_REQUEST.replace("synchronize", "labeled");
+        let sender = &SENDERS[0];
+        let headers = [
+            sender.signature(SECRET, labeled.as_bytes()),
+            ("X-GitHub-Event", "pull_request".to_string()),
+        ];
+        let (status, reply) = fixture
+            .post(&sender.path(), &headers, labeled.as_bytes())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply, json!({ "accepted": 0, "ignored": "labeled" }));
+        assert!(fixture.pull_requests.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@
 //!                                       ─► status.previews, Ready, Refused
 //!   requeue: the start of the next interval slot, so that previews sharing a repository
 //!   and an interval share one listing; an owned Application's change wakes it at once.
+//!   A pull-request webhook (`windlass.dev/source-changed` set by the receiver, see
+//!   controller::wake) wakes it too, and that pass lists afresh instead of using the slot's.
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
@@ -43,7 +45,8 @@ use super::provider::{self, ApiClient, CommitState, Provider, ProviderError, Pul
 use crate::cluster::{ApiError, explain};
 use crate::source::{self, Credentials, RemoteRef, Repo, SourceCache, SourceOptions};
 use crate::spec::{
-    Application, Preview, PreviewEntry, PreviewStatus, Reason, condition, preview_condition,
+    Application, Preview, PreviewEntry, PreviewStatus, Reason, SOURCE_CHANGED_ANNOTATION,
+    condition, preview_condition,
 };
 
 /// The finalizer that tears a deleted Preview's previews down.
@@ -133,6 +136,7 @@ pub async fn run(client: kube::Client, options: PreviewOptions) {
         pulls: Mutex::default(),
         api: std::sync::OnceLock::new(),
         posted: Mutex::default(),
+        wakes: Mutex::default(),
     });
     Controller::new(previews, watcher::Config::default().any_semantic())
         .owns(
@@ -165,25 +169,55 @@ struct Context {
     client: kube::Client,
     cache: SourceCache,
     /// Per (repository, credentials, interval): the slot listed and its refs.
-    listings: Mutex<HashMap<ListingKey, (u64, RefsListing)>>,
+    listings: Slots<RefsListing>,
     /// Per (pulls URL, token Secret, interval): the open pull requests.
-    pulls: Mutex<HashMap<ListingKey, (u64, PullsListing)>>,
+    pulls: Slots<PullsListing>,
     /// The Git host API client, made on first use.
     api: std::sync::OnceLock<Result<Arc<ApiClient>, String>>,
     /// Commit statuses posted: (Preview uid, commit) → state.
     posted: Mutex<HashMap<(String, String), CommitState>>,
+    /// Per Preview uid: the last wake annotation a fresh listing served.
+    wakes: Mutex<HashMap<String, String>>,
 }
 
+/// A listing shared for one interval slot.
+struct Slot<T> {
+    /// now / interval when it was made.
+    number: u64,
+    /// The webhook wake it was made for, if one.
+    wake: Option<String>,
+    value: T,
+}
+
+type Slots<T> = Mutex<HashMap<ListingKey, Slot<T>>>;
+
 /// The shared value of `key` for the current interval slot (the key ends
-/// in the interval): the same one for every caller until the slot ends.
-fn in_slot<T: Default + Clone>(map: &Mutex<HashMap<ListingKey, (u64, T)>>, key: ListingKey) -> T {
-    let slot = now_ms() / key.2;
+/// in the interval): the same one for every caller until the slot ends, or
+/// until a caller woken by a webhook (`wake`, the annotation's value) asks
+/// for a fresh one. Callers woken by the same delivery share that one, as
+/// do the slot's later callers.
+fn in_slot<T: Default + Clone>(map: &Slots<T>, key: ListingKey, wake: Option<&str>) -> T {
+    let number = now_ms() / key.2;
     let mut map = map.lock().expect("slot cache lock");
-    let entry = map.entry(key).or_insert_with(|| (slot, T::default()));
-    if entry.0 != slot {
-        *entry = (slot, T::default());
+    let entry = map.entry(key).or_insert_with(|| Slot {
+        number,
+        wake: wake.map(str::to_string),
+        value: T::default(),
+    });
+    let woken = wake.is_some_and(|w| entry.wake.as_deref() != Some(w));
+    if entry.number != number || woken {
+        *entry = Slot {
+            number,
+            wake: wake.map(str::to_string),
+            value: T::default(),
+        };
     }
-    entry.1.clone()
+    entry.value.clone()
+}
+
+/// The wake annotation's value, when no fresh listing has served it yet.
+fn unhandled_wake<'a>(annotation: Option<&'a str>, handled: Option<&str>) -> Option<&'a str> {
+    annotation.filter(|value| Some(*value) != handled)
 }
 
 impl Context {
@@ -194,13 +228,14 @@ impl Context {
         repo: &Repo,
         credentials_key: &str,
         interval: Duration,
+        wake: Option<&str>,
     ) -> Result<Vec<RemoteRef>, source::Error> {
         let key = (
             repo.url.cache_key().to_string(),
             credentials_key.to_string(),
             interval.as_millis().max(1) as u64,
         );
-        let listing: RefsListing = in_slot(&self.listings, key);
+        let listing: RefsListing = in_slot(&self.listings, key, wake);
         listing
             .get_or_init(|| self.cache.list_refs(repo, "refs/**"))
             .await
@@ -214,6 +249,7 @@ impl Context {
         token: Option<&source::Secret>,
         token_key: &str,
         interval: Duration,
+        wake: Option<&str>,
     ) -> Result<Vec<PullRequest>, ProviderError> {
         let api = self.api_client().map_err(|reason| ProviderError::Request {
             url: provider.pulls_url(),
@@ -224,11 +260,30 @@ impl Context {
             token_key.to_string(),
             interval.as_millis().max(1) as u64,
         );
-        let listing: PullsListing = in_slot(&self.pulls, key);
+        let listing: PullsListing = in_slot(&self.pulls, key, wake);
         listing
             .get_or_init(|| api.pulls(provider, token))
             .await
             .clone()
+    }
+
+    /// The webhook wake (the annotation's value) this Preview has not had
+    /// a fresh listing for; remembers that this pass serves it.
+    fn take_wake(&self, preview: &Preview) -> Option<String> {
+        let annotation = preview
+            .annotations()
+            .get(SOURCE_CHANGED_ANNOTATION)
+            .map(String::as_str);
+        let uid = preview.uid().unwrap_or_default();
+        let mut wakes = self.wakes.lock().expect("wakes lock");
+        match unhandled_wake(annotation, wakes.get(&uid).map(String::as_str)) {
+            Some(value) => {
+                info!(wake = %value, "woken by a webhook: listing afresh");
+                wakes.insert(uid, value.to_string());
+                Some(value.to_string())
+            }
+            None => None,
+        }
     }
 
     fn api_client(&self) -> Result<Arc<ApiClient>, String> {
@@ -500,8 +555,9 @@ async fn list(preview: &Preview, context: &Context, settings: &Settings) -> Resu
         .as_ref()
         .map(|s| format!("{namespace}/{}", s.name))
         .unwrap_or_default();
+    let wake = context.take_wake(preview);
     let refs = context
-        .refs(&repo, &credentials_key, settings.interval)
+        .refs(&repo, &credentials_key, settings.interval, wake.as_deref())
         .await
         .map_err(|e| Stop::new(Reason::GitFailed.as_str(), format!("git: {e}"), retry()))?;
     let listed = refs
@@ -515,7 +571,13 @@ async fn list(preview: &Preview, context: &Context, settings: &Settings) -> Resu
         None => None,
         Some((provider, token, token_key)) => {
             let pulls = context
-                .pull_requests(&provider, token.as_ref(), &token_key, settings.interval)
+                .pull_requests(
+                    &provider,
+                    token.as_ref(),
+                    &token_key,
+                    settings.interval,
+                    wake.as_deref(),
+                )
                 .await
                 .map_err(|e| Stop::new("ProviderFailed", e.to_string(), retry()))?;
             Some((provider, token, pulls))
@@ -941,6 +1003,11 @@ async fn cleanup(preview: Arc<Preview>, context: Arc<Context>) -> Result<Action,
     if let Some(problem) = pass.problems.first() {
         warn!(problem = %problem, "removing preview namespaces");
     }
+    context
+        .wakes
+        .lock()
+        .expect("wakes lock")
+        .remove(&preview.uid().unwrap_or_default());
     info!("the Preview was deleted: its previews are gone");
     Ok(Action::await_change())
 }
@@ -1072,4 +1139,45 @@ async fn write_status(
     .await
     .map_err(api_error("writing the Preview's status"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_is_served_once() {
+        assert_eq!(unhandled_wake(None, None), None);
+        assert_eq!(
+            unhandled_wake(Some("pr-7-opened@t1"), None),
+            Some("pr-7-opened@t1")
+        );
+        assert_eq!(
+            unhandled_wake(Some("pr-7-opened@t1"), Some("pr-7-opened@t1")),
+            None
+        );
+        assert_eq!(
+            unhandled_wake(Some("pr-8-opened@t2"), Some("pr-7-opened@t1")),
+            Some("pr-8-opened@t2")
+        );
+    }
+
+    #[test]
+    fn a_slot_is_shared_until_a_new_wake_asks_for_a_fresh_one() {
+        let map = Slots::<Arc<Mutex<u32>>>::default();
+        // A long interval: the slot does not end during the test.
+        let key = || ("repo".to_string(), String::new(), 3_600_000);
+        let value = |wake| *in_slot(&map, key(), wake).lock().unwrap();
+        *in_slot(&map, key(), None).lock().unwrap() = 1;
+        assert_eq!(value(None), 1, "shared");
+        assert_eq!(value(Some("pr-7-opened@t1")), 0, "a fresh value for a wake");
+        *in_slot(&map, key(), None).lock().unwrap() = 2;
+        assert_eq!(value(None), 2, "the fresh one is shared");
+        assert_eq!(
+            value(Some("pr-7-opened@t1")),
+            2,
+            "and by the other Previews the same delivery woke"
+        );
+        assert_eq!(value(Some("pr-8-opened@t2")), 0, "another delivery: fresh");
+    }
 }
