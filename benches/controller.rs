@@ -41,8 +41,6 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::Role;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
@@ -707,39 +705,9 @@ async fn apply_all(client: &kube::Client, objects: &[(ObjectId, Value)], in_flig
     .await;
 }
 
-/// The Application CRD, server-side applied (idempotent), and Established.
+/// windlass's CRDs, server-side applied (idempotent), and served.
 async fn install_crd(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Application::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER_BENCH).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("installing the Application CRD: {e}"));
-    support::eventually(
-        "the Application CRD is Established",
-        Duration::from_secs(60),
-        || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                established
-                    .then_some(())
-                    .ok_or_else(|| "not yet".to_string())
-            }
-        },
-    )
-    .await;
+    support::install_crds(client, FIELD_MANAGER_BENCH).await;
 }
 
 /// Creates the 200 Applications, `CREATE_CONCURRENCY` at once.

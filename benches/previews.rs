@@ -36,9 +36,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use support::git::{ServedRepo, TempDir, free_port, git};
 use windlass::identity::{LABEL_MANAGED_BY, MANAGED_BY};
@@ -526,27 +525,7 @@ async fn delete_namespace_awaited(client: &Client, namespace: &str) {
 }
 
 async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [Application::crd(), Preview::crd()] {
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply(FIELD_MANAGER_BENCH).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing a windlass CRD: {e}"));
-    }
-    support::eventually("the Preview CRD to be served", LIMIT, || {
-        let client = client.clone();
-        async move {
-            let api: Api<Preview> = Api::all(client);
-            api.list(&ListParams::default().limit(1))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    support::install_crds(client, FIELD_MANAGER_BENCH).await;
 }
 
 /// A run that panicked leaves namespaces behind, and Previews and

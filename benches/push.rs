@@ -277,34 +277,5 @@ impl Drop for Controller {
 }
 
 async fn install_crd(client: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::CustomResourceExt;
-    use kube::api::{Patch, PatchParams};
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Application::crd();
-    crds.patch(
-        crd.metadata.name.as_deref().unwrap(),
-        &PatchParams::apply("windlass-bench-push").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    let started = Instant::now();
-    loop {
-        let established = crds
-            .get(crd.metadata.name.as_deref().unwrap())
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .and_then(|s| s.conditions)
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-        if established {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::install_crds(client, "windlass-bench-push").await;
 }

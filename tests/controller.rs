@@ -115,28 +115,7 @@ impl Drop for RunningController {
 }
 
 async fn install_crd(client: &Client) {
-    let crd: serde_json::Value =
-        serde_json::to_value(<Application as kube::CustomResourceExt>::crd()).unwrap();
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    api.patch(
-        "applications.windlass.dev",
-        &PatchParams::apply("windlass-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("installing the Application CRD");
-    eventually("the Application CRD to be served", LIMIT, || {
-        let client = client.clone();
-        async move {
-            let api: Api<Application> = Api::all(client);
-            api.list(&ListParams::default().limit(1))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    support::install_crds(client, "windlass-tests").await;
 }
 
 fn application(name: &str, url: &str, path: &str, sync: serde_json::Value) -> Application {

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use support::git::{ServedRepo, TempDir, free_port, git};
 use support::{configmap, eventually, windlass, windlass_expect, with_namespace};
@@ -143,30 +142,7 @@ impl Drop for RunningController {
 }
 
 async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        <Application as kube::CustomResourceExt>::crd(),
-        <Preview as kube::CustomResourceExt>::crd(),
-    ] {
-        api.patch(
-            &crd.name_any(),
-            &PatchParams::apply("windlass-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("installing a windlass CRD");
-    }
-    eventually("the Preview CRD to be served", LIMIT, || {
-        let client = client.clone();
-        async move {
-            let api: Api<Preview> = Api::all(client);
-            api.list(&ListParams::default().limit(1))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    })
-    .await;
+    support::install_crds(client, "windlass-tests").await;
 }
 
 fn preview(name: &str, url: &str) -> Preview {

@@ -190,3 +190,39 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
 }
+
+/// Installs windlass's CRDs (Application and Preview) by server-side apply as
+/// `field_manager`, and waits until both are served.
+pub async fn install_crds(client: &Client, field_manager: &str) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{ListParams, Patch, PatchParams};
+    use windlass::spec::{Application, Preview};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [Application::crd(), Preview::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(field_manager).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing the CRD {name}: {e}"));
+    }
+    eventually(
+        "windlass's CRDs to be served",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            async move {
+                let applications: Api<Application> = Api::all(client.clone());
+                let previews: Api<Preview> = Api::all(client);
+                let one = ListParams::default().limit(1);
+                applications.list(&one).await.map_err(|e| e.to_string())?;
+                previews.list(&one).await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+        },
+    )
+    .await;
+}
