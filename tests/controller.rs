@@ -545,7 +545,8 @@ async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
                 .contains("revision 1")
         );
 
-        // Several intervals later the failed commit is still not re-applied.
+        // Several intervals later the failed commit is still not re-applied,
+        // nor even tried: the status is not written again.
         let revision = app.status.as_ref().unwrap().last_applied_revision;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let api: Api<Application> = Api::namespaced(client.clone(), &ns);
@@ -553,6 +554,11 @@ async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
         assert_eq!(
             later.status.as_ref().unwrap().last_applied_revision,
             revision
+        );
+        assert_eq!(
+            later.metadata.resource_version, app.metadata.resource_version,
+            "a held-back commit is not tried again each interval: {:?}",
+            later.status
         );
         assert_eq!(value_of(&client, &ns, "a").await.as_deref(), Some("good"));
 

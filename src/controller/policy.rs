@@ -24,7 +24,7 @@ use super::status::{Applied, Observation, State};
 use super::windows::Closed;
 use crate::spec::{NotificationEvent, Reason};
 use crate::sync::drift::Drift;
-use crate::sync::engine::{EngineError, Operation, SyncOutcome};
+use crate::sync::engine::{EngineError, HeldBack, Operation, SyncOutcome};
 
 /// Objects named in a condition or Event message; the rest are counted.
 pub const OBJECTS_SHOWN: usize = 10;
@@ -168,6 +168,12 @@ pub struct Facts<'a> {
     /// Of the desired state.
     pub manifest_digest: &'a str,
     pub object_count: usize,
+    /// The desired state failed its health check and was rolled back: it is
+    /// not applied again until it changes.
+    pub held_back: Option<HeldBack>,
+    /// The status already says this commit is held back (the rollback's
+    /// own message, which names the failure, stays).
+    pub held_back_reported: bool,
 }
 
 /// What to do with a plan.
@@ -187,6 +193,8 @@ pub enum Decision {
     Fighting {
         manager: String,
     },
+    /// A sync is due, but an automatic rollback replaced this desired state.
+    HeldBack(HeldBack),
     Sync(Operation),
 }
 
@@ -246,7 +254,10 @@ pub fn decide(facts: &Facts<'_>) -> Decision {
             return Decision::WindowClosed(window.clone());
         }
         if !drift_only {
-            return Decision::Sync(Operation::Sync);
+            return match &facts.held_back {
+                Some(held_back) => Decision::HeldBack(held_back.clone()),
+                None => Decision::Sync(Operation::Sync),
+            };
         }
         if !facts.asked {
             let managers = facts.drift.managers();
@@ -410,25 +421,39 @@ pub fn progressing(facts: &Facts<'_>) -> Observation {
     }
 }
 
+/// The desired state is the one an automatic rollback replaced: it stays
+/// held back, Stalled, until a new commit (or new values) arrives.
+pub fn held_back(facts: &Facts<'_>, held_back: &HeldBack) -> Verdict {
+    let HeldBack { what, revision } = held_back;
+    let state = (!facts.held_back_reported).then(|| {
+        not_ready(
+            Reason::HeldBack,
+            format!(
+                "{what} failed its health check at revision {revision} and was rolled back; it \
+                 is not applied again until a new commit arrives"
+            ),
+            true,
+        )
+    });
+    let observation = Observation {
+        attempted_commit: Some(facts.commit.to_string()),
+        held_back_commit: Some(Some(facts.commit.to_string())),
+        state,
+        ..Observation::default()
+    };
+    done(observation, Vec::new(), Reason::HeldBack)
+}
+
 /// The engine refused to sync, or failed before recording anything.
 pub fn sync_refused(facts: &Facts<'_>, error: &EngineError) -> Verdict {
     match error {
-        EngineError::Quarantined { what, revision } => {
-            let observation = Observation {
-                attempted_commit: Some(facts.commit.to_string()),
-                held_back_commit: Some(Some(facts.commit.to_string())),
-                state: Some(not_ready(
-                    Reason::HeldBack,
-                    format!(
-                        "{what} failed its health check at revision {revision} and was rolled \
-                         back; it is not applied again until a new commit arrives"
-                    ),
-                    true,
-                )),
-                ..Observation::default()
-            };
-            done(observation, Vec::new(), Reason::HeldBack)
-        }
+        EngineError::Quarantined { what, revision } => held_back(
+            facts,
+            &HeldBack {
+                what: what.clone(),
+                revision: *revision,
+            },
+        ),
         other => {
             // A busy lock (someone runs `windlass sync` by hand) is retried.
             let reason = match other {
@@ -723,6 +748,8 @@ mod tests {
             heals: HealStreak::default(),
             manifest_digest: "m",
             object_count: 2,
+            held_back: None,
+            held_back_reported: false,
         }
     }
 
@@ -861,6 +888,36 @@ mod tests {
             verdict.observation.held_back_commit,
             Some(Some(f.commit.to_string()))
         );
+    }
+
+    #[test]
+    fn a_held_back_commit_is_not_synced_again_but_drift_on_the_restored_revision_heals() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        let held = HeldBack {
+            what: "commit 0123456".into(),
+            revision: 4,
+        };
+        f.held_back = Some(held.clone());
+        // No "applying" status in between: the verdict is the same as the
+        // engine's refusal, so a status already saying so is not rewritten.
+        assert_eq!(decide(&f), Decision::HeldBack(held.clone()));
+        let verdict = held_back(&f, &held);
+        let refused = sync_refused(
+            &f,
+            &EngineError::Quarantined {
+                what: held.what.clone(),
+                revision: held.revision,
+            },
+        );
+        assert_eq!(verdict.observation, refused.observation);
+        assert_eq!(ready_reason(&verdict), Some(Reason::HeldBack));
+        // Once the status says so (with the rollback's message), it stays.
+        f.held_back_reported = true;
+        assert_eq!(held_back(&f, &held).observation.state, None);
+        f.self_heal = true;
+        f.same_as_applied = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::SelfHeal));
     }
 
     #[test]

@@ -503,6 +503,11 @@ async fn gather_and_act(
         heals: context.heal_streak(application),
         manifest_digest: &desired.rendered.manifest_digest,
         object_count: desired.rendered.objects.len(),
+        held_back: engine::held_back(&planned, desired),
+        held_back_reported: old.held_back_commit.as_deref() == Some(commit.as_str())
+            && application
+                .condition(status::READY)
+                .is_some_and(|c| c.reason == Reason::HeldBack.as_str()),
     };
     let decision = policy::decide(&facts);
     context.note_heal(application, &decision, &drift);
@@ -520,6 +525,7 @@ async fn gather_and_act(
         Decision::WindowClosed(window) => policy::window_closed(&facts, &window),
         Decision::HealLater(wait) => policy::heal_later(&facts, wait),
         Decision::Fighting { manager } => policy::fighting(&facts, &manager),
+        Decision::HeldBack(held_back) => policy::held_back(&facts, &held_back),
         Decision::Sync(operation) => {
             let sync = Sync {
                 application,

@@ -607,6 +607,34 @@ async fn with_lock<T>(
     result
 }
 
+/// A desired state that an automatic rollback replaced and that a sync
+/// without `--force` does not apply again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// `commit abc1234`, or `this desired state` when it had no commit.
+    pub what: String,
+    /// The failed revision.
+    pub revision: u64,
+}
+
+/// Whether `desired` is held back by an automatic rollback.
+pub fn held_back(planned: &Planned, desired: &Desired) -> Option<HeldBack> {
+    let state = DesiredState {
+        commit: desired.source.commit(),
+        values_digest: &desired.values_digest,
+        manifest_digest: &desired.rendered.manifest_digest,
+    };
+    let quarantine = planned.history.quarantined(state)?;
+    let what = match &quarantine.commit {
+        Some(commit) => format!("commit {}", &commit[..commit.len().min(7)]),
+        None => "this desired state".to_string(),
+    };
+    Some(HeldBack {
+        what,
+        revision: quarantine.revision,
+    })
+}
+
 /// What must hold before anything is written: not quarantined, every object
 /// passed its dry-run, no prune of everything on an empty render.
 fn check_before_writing(
@@ -614,22 +642,13 @@ fn check_before_writing(
     desired: &Desired,
     options: &SyncOptions,
 ) -> Result<(), EngineError> {
-    if !options.force {
-        let state = DesiredState {
-            commit: desired.source.commit(),
-            values_digest: &desired.values_digest,
-            manifest_digest: &desired.rendered.manifest_digest,
-        };
-        if let Some(quarantine) = planned.history.quarantined(state) {
-            let what = match &quarantine.commit {
-                Some(commit) => format!("commit {}", &commit[..commit.len().min(7)]),
-                None => "this desired state".to_string(),
-            };
-            return Err(EngineError::Quarantined {
-                what,
-                revision: quarantine.revision,
-            });
-        }
+    if !options.force
+        && let Some(held_back) = held_back(planned, desired)
+    {
+        return Err(EngineError::Quarantined {
+            what: held_back.what,
+            revision: held_back.revision,
+        });
     }
     apply::gate(&planned.plan, &options.apply)?;
     if options.apply.prune
