@@ -490,7 +490,11 @@ pub(crate) fn run(invocation: &Invocation<'_>) -> Result<Vec<u8>, ExternalError>
     let limit = invocation.max_output_bytes;
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let stdout_oversize = Arc::clone(&oversize);
+    // Dropped when the reader ends: the tool closed its output (it exited)
+    // or passed the limit.
+    let (stdout_done, stdout_ended) = std::sync::mpsc::channel::<()>();
     let stdout_reader = std::thread::spawn(move || {
+        let _done = stdout_done;
         let mut out = Vec::new();
         let mut buffer = [0u8; 64 * 1024];
         loop {
@@ -523,6 +527,9 @@ pub(crate) fn run(invocation: &Invocation<'_>) -> Result<Vec<u8>, ExternalError>
     });
 
     let deadline = Instant::now() + invocation.timeout;
+    // Block until the output ends (or the deadline) rather than polling the
+    // process: the exit is seen at once, not up to a polling pause late.
+    let _ = stdout_ended.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     let mut pause = Duration::from_millis(1);
     let status = loop {
         let waited = child.try_wait().map_err(|error| ExternalError::Spawn {
