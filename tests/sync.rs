@@ -703,64 +703,179 @@ async fn a_record_larger_than_one_secret_is_split_and_reads_back() {
     .await;
 }
 
-// Deletion now sends a whole wave at once (src/sync/delete.rs): 190
-// ConfigMaps are pruned in well under a second, so the kill usually comes too
-// late and this test fails by its own guard. It needs a prune that can be
-// held mid-way (objects with a finalizer the test releases) before it runs
-// again; a_sync_killed_mid_apply_is_never_forgotten still covers the pending
-// record that lets a next sync finish a dead one.
-#[ignore = "prune is too fast now to be killed mid-way; to be rebuilt around a held finalizer"]
+/// A Role with no rules: namespaced, so prune deletes it in its first wave,
+/// before any ConfigMap (see src/sync/delete.rs).
+fn role(name: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\nrules: []\n"
+    )
+}
+
+/// The test's own finalizer: an object carrying it stays Terminating after
+/// its deletion until the test takes the finalizer off.
+const HOLD: &str = "windlass.test/hold";
+
+/// Roles the test holds with [`HOLD`]; released when dropped too, so that a
+/// failing test does not leave its namespace Terminating for ever.
+struct HeldRoles {
+    api: Api<k8s_openapi::api::rbac::v1::Role>,
+    namespace: String,
+    names: Vec<String>,
+}
+
+impl HeldRoles {
+    async fn hold(client: &Client, namespace: &str, names: &[String]) -> HeldRoles {
+        let api = Api::namespaced(client.clone(), namespace);
+        let held = HeldRoles {
+            api,
+            namespace: namespace.to_string(),
+            names: names.to_vec(),
+        };
+        held.set_finalizers(json!([HOLD])).await;
+        held
+    }
+
+    async fn set_finalizers(&self, finalizers: serde_json::Value) {
+        for name in &self.names {
+            let patch = json!({ "metadata": { "finalizers": finalizers } });
+            self.api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap_or_else(|e| panic!("finalizers of role {name}: {e}"));
+        }
+    }
+
+    async fn release(mut self) {
+        self.set_finalizers(serde_json::Value::Null).await;
+        self.names.clear();
+    }
+}
+
+impl Drop for HeldRoles {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = support::kubectl(&[
+                "-n",
+                &self.namespace,
+                "patch",
+                "role",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+    }
+}
+
+/// Names of the objects of `api` that carry an application label, sorted,
+/// each with whether it is being deleted.
+async fn labelled<K>(api: &Api<K>) -> Vec<(String, bool)>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<(String, bool)> = api
+        .list(&ListParams::default().labels("windlass.dev/app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| {
+            let meta = o.meta();
+            (
+                meta.name.clone().unwrap_or_default(),
+                meta.deletion_timestamp.is_some(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A sync killed (SIGKILL) while its prune waits for deletions is finished
+/// by the next sync. The prune is held, not raced: the Roles it deletes
+/// first carry a finalizer of the test's own, so the killed sync is always
+/// inside its first deletion wave, with the ConfigMaps of the next wave not
+/// yet touched, when the test kills it.
 #[tokio::test]
 async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
+    use k8s_openapi::api::rbac::v1::Role;
     with_namespace("sync-crash-prune", |client, ns| async move {
-        let many: Vec<(String, String)> = (0..200)
-            .map(|i| {
-                (
-                    format!("cm-{i:03}.yaml"),
-                    configmap(&format!("cm-{i:03}"), "1"),
-                )
-            })
+        // Revision 1: twenty ConfigMaps and three Roles.
+        let configmaps: Vec<String> = (0..20).map(|i| format!("cm-{i:02}")).collect();
+        let roles: Vec<String> = (0..3).map(|i| format!("role-{i}")).collect();
+        let mut files: Vec<(String, String)> = configmaps
+            .iter()
+            .map(|name| (format!("{name}.yaml"), configmap(name, "1")))
             .collect();
-        let files: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
-        let dir = app_dir("sync-crash-prune", &files);
+        files.extend(
+            roles
+                .iter()
+                .map(|name| (format!("{name}.yaml"), role(name))),
+        );
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        let dir = app_dir("sync-crash-prune", &refs);
         sync(dir.path(), &ns, &["--no-wait"], 0);
-        for i in 10..200 {
-            std::fs::remove_file(dir.path().join(format!("cm-{i:03}.yaml"))).unwrap();
-        }
+        let held = HeldRoles::hold(&client, &ns, &roles).await;
 
-        // Kill -9 the pruning sync once some objects are gone.
+        // Revision 2 keeps cm-00 to cm-04 only. Its prune deletes the Roles
+        // first and waits for them; they stay Terminating: kill -9 it then.
+        for name in configmaps[5..].iter().chain(&roles) {
+            std::fs::remove_file(dir.path().join(format!("{name}.yaml"))).unwrap();
+        }
         let mut child = spawn_sync(dir.path(), &ns, &["--prune", "--no-wait"]);
+        let role_api: Api<Role> = Api::namespaced(client.clone(), &ns);
         let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        eventually("the prune under way", LIMIT, || {
-            let (cm, client, ns) = (cm.clone(), client.clone(), ns.clone());
+        eventually("the prune waiting for the held Roles", LIMIT, || {
+            let (role_api, client, ns) = (role_api.clone(), client.clone(), ns.clone());
             async move {
                 let records = revisions(&client, &ns).await;
-                let count = cm
-                    .list(&ListParams::default().labels("windlass.dev/app"))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .items
-                    .len();
-                if records.last().is_some_and(|r| r.1 == "pending") && count <= 180 {
+                let live = labelled(&role_api).await;
+                let deleting = live.iter().filter(|(_, deleting)| *deleting).count();
+                if records.last().is_some_and(|r| r.1 == "pending") && deleting == 3 {
                     Ok(())
                 } else {
-                    Err(format!("{records:?}, {count} objects"))
+                    Err(format!("{records:?}, roles {live:?}"))
                 }
             }
         })
         .await;
         child.kill().unwrap();
         child.wait().unwrap();
-        let count = cm
-            .list(&ListParams::default().labels("windlass.dev/app"))
-            .await
-            .unwrap()
-            .items
-            .len();
-        assert!(
-            count > 10,
-            "the kill came too late to test anything ({count} objects left)"
+
+        // Killed mid-prune: revision 2 pending, the Roles Terminating, the
+        // ConfigMaps of the next wave untouched.
+        assert_eq!(
+            revisions(&client, &ns).await,
+            [
+                ("1".into(), "deployed".into()),
+                ("2".into(), "pending".into())
+            ]
         );
+        let expected_roles: Vec<(String, bool)> = roles.iter().map(|n| (n.clone(), true)).collect();
+        assert_eq!(labelled(&role_api).await, expected_roles);
+        let untouched: Vec<(String, bool)> =
+            configmaps.iter().map(|n| (n.clone(), false)).collect();
+        assert_eq!(labelled(&cm).await, untouched);
+
+        // The finalizers are released: the Roles go.
+        held.release().await;
+        eventually("the released Roles gone", LIMIT, || {
+            let role_api = role_api.clone();
+            async move {
+                let live = labelled(&role_api).await;
+                if live.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{live:?}"))
+                }
+            }
+        })
+        .await;
 
         // The next sync (it waits for the dead process's lease to expire)
         // finishes the prune from the pending record's inventory.
@@ -770,14 +885,22 @@ async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
             &["--prune", "--no-wait", "--lock-timeout", "90s"],
             0,
         );
-        assert!(out.contains("revision 3 deployed"), "{out}");
-        let left = cm
-            .list(&ListParams::default().labels("windlass.dev/app"))
-            .await
-            .unwrap()
-            .items
-            .len();
-        assert_eq!(left, 10);
+        assert!(
+            out.contains("revision 3 deployed: 0 created, 0 updated, 15 deleted, 5 unchanged"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/cm-19")),
+            "{out}"
+        );
+        // Nothing revision 3 does not hold survives.
+        let kept: Vec<(String, bool)> =
+            configmaps[..5].iter().map(|n| (n.clone(), false)).collect();
+        assert_eq!(labelled(&cm).await, kept);
+        assert!(labelled(&role_api).await.is_empty());
+
+        // The history tells the truth: the killed sync's revision failed,
+        // interrupted; revision 3 replaced revision 1.
         assert_eq!(
             revisions(&client, &ns).await,
             [
@@ -785,6 +908,15 @@ async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
                 ("2".into(), "failed".into()),
                 ("3".into(), "deployed".into())
             ]
+        );
+        let table = support::windlass_expect(&["history", "app", "-n", &ns], 0);
+        let second = table
+            .lines()
+            .find(|line| line.starts_with("2 "))
+            .unwrap_or_else(|| panic!("no revision 2:\n{table}"));
+        assert!(
+            second.contains("failed") && second.contains("interrupted"),
+            "{table}"
         );
     })
     .await;
