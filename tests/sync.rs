@@ -793,89 +793,128 @@ where
     names
 }
 
-/// A sync killed (SIGKILL) while its prune waits for deletions is finished
-/// by the next sync. The prune is held, not raced: the Roles it deletes
-/// first carry a finalizer of the test's own, so the killed sync is always
-/// inside its first deletion wave, with the ConfigMaps of the next wave not
-/// yet touched, when the test kills it.
+/// The prune of a killed sync, held, not raced: revision 1 is `configmaps`
+/// ConfigMaps (`cm-00` …) and three Roles, synced from a new directory; the
+/// Roles get a finalizer of the test's own ([`HOLD`]); revision 2 keeps the
+/// first `kept` ConfigMaps only. Its prune deletes the Roles first (they are
+/// the first wave) and waits for them; they stay Terminating, and the sync
+/// is killed (SIGKILL) then: always inside its first wave, the ConfigMaps of
+/// the next wave not yet touched. Checks that, releases the Roles, waits
+/// until they are gone, and returns the directory (revision 2's source).
+async fn kill_a_sync_mid_prune(
+    client: &Client,
+    ns: &str,
+    configmaps: usize,
+    kept: usize,
+) -> TempDir {
+    use k8s_openapi::api::rbac::v1::Role;
+    let names: Vec<String> = (0..configmaps).map(|i| format!("cm-{i:02}")).collect();
+    let roles: Vec<String> = (0..3).map(|i| format!("role-{i}")).collect();
+    let mut files: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (format!("{name}.yaml"), configmap(name, "1")))
+        .collect();
+    files.extend(
+        roles
+            .iter()
+            .map(|name| (format!("{name}.yaml"), role(name))),
+    );
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let dir = app_dir("sync-crash-prune", &refs);
+    sync(dir.path(), ns, &["--no-wait"], 0);
+    let held = HeldRoles::hold(client, ns, &roles).await;
+
+    for name in names[kept..].iter().chain(&roles) {
+        std::fs::remove_file(dir.path().join(format!("{name}.yaml"))).unwrap();
+    }
+    let mut child = spawn_sync(dir.path(), ns, &["--prune", "--no-wait"]);
+    let role_api: Api<Role> = Api::namespaced(client.clone(), ns);
+    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let held_count = roles.len();
+    eventually("the prune waiting for the held Roles", LIMIT, || {
+        let (role_api, client, ns) = (role_api.clone(), client.clone(), ns.to_string());
+        async move {
+            let records = revisions(&client, &ns).await;
+            let live = labelled(&role_api).await;
+            let deleting = live.iter().filter(|(_, deleting)| *deleting).count();
+            if records.last().is_some_and(|r| r.1 == "pending") && deleting == held_count {
+                Ok(())
+            } else {
+                Err(format!("{records:?}, roles {live:?}"))
+            }
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Killed mid-prune: revision 2 pending, the Roles Terminating, the
+    // ConfigMaps untouched.
+    assert_eq!(
+        revisions(client, ns).await,
+        [
+            ("1".into(), "deployed".into()),
+            ("2".into(), "pending".into())
+        ]
+    );
+    let terminating: Vec<(String, bool)> = roles.iter().map(|n| (n.clone(), true)).collect();
+    assert_eq!(labelled(&role_api).await, terminating);
+    let untouched: Vec<(String, bool)> = names.iter().map(|n| (n.clone(), false)).collect();
+    assert_eq!(labelled(&cm).await, untouched);
+
+    // The finalizers are released: the Roles go.
+    held.release().await;
+    eventually("the released Roles gone", LIMIT, || {
+        let role_api = role_api.clone();
+        async move {
+            let live = labelled(&role_api).await;
+            if live.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{live:?}"))
+            }
+        }
+    })
+    .await;
+    dir
+}
+
+/// After the next sync: the history tells the truth. The killed sync's
+/// revision 2 failed, interrupted; revision 3 replaced revision 1.
+async fn assert_the_killed_revision_is_closed(client: &Client, ns: &str) {
+    assert_eq!(
+        revisions(client, ns).await,
+        [
+            ("1".into(), "superseded".into()),
+            ("2".into(), "failed".into()),
+            ("3".into(), "deployed".into())
+        ]
+    );
+    let table = support::windlass_expect(&["history", "app", "-n", ns], 0);
+    let second = table
+        .lines()
+        .find(|line| line.starts_with("2 "))
+        .unwrap_or_else(|| panic!("no revision 2:\n{table}"));
+    assert!(
+        second.contains("failed") && second.contains("interrupted"),
+        "{table}"
+    );
+}
+
+/// Names of the ConfigMaps `cm-00` … `cm-{n-1}`, none being deleted.
+fn live_configmaps(n: usize) -> Vec<(String, bool)> {
+    (0..n).map(|i| (format!("cm-{i:02}"), false)).collect()
+}
+
 #[tokio::test]
 async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
-    use k8s_openapi::api::rbac::v1::Role;
     with_namespace("sync-crash-prune", |client, ns| async move {
-        // Revision 1: twenty ConfigMaps and three Roles.
-        let configmaps: Vec<String> = (0..20).map(|i| format!("cm-{i:02}")).collect();
-        let roles: Vec<String> = (0..3).map(|i| format!("role-{i}")).collect();
-        let mut files: Vec<(String, String)> = configmaps
-            .iter()
-            .map(|name| (format!("{name}.yaml"), configmap(name, "1")))
-            .collect();
-        files.extend(
-            roles
-                .iter()
-                .map(|name| (format!("{name}.yaml"), role(name))),
-        );
-        let refs: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_str()))
-            .collect();
-        let dir = app_dir("sync-crash-prune", &refs);
-        sync(dir.path(), &ns, &["--no-wait"], 0);
-        let held = HeldRoles::hold(&client, &ns, &roles).await;
-
-        // Revision 2 keeps cm-00 to cm-04 only. Its prune deletes the Roles
-        // first and waits for them; they stay Terminating: kill -9 it then.
-        for name in configmaps[5..].iter().chain(&roles) {
-            std::fs::remove_file(dir.path().join(format!("{name}.yaml"))).unwrap();
-        }
-        let mut child = spawn_sync(dir.path(), &ns, &["--prune", "--no-wait"]);
-        let role_api: Api<Role> = Api::namespaced(client.clone(), &ns);
-        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        eventually("the prune waiting for the held Roles", LIMIT, || {
-            let (role_api, client, ns) = (role_api.clone(), client.clone(), ns.clone());
-            async move {
-                let records = revisions(&client, &ns).await;
-                let live = labelled(&role_api).await;
-                let deleting = live.iter().filter(|(_, deleting)| *deleting).count();
-                if records.last().is_some_and(|r| r.1 == "pending") && deleting == 3 {
-                    Ok(())
-                } else {
-                    Err(format!("{records:?}, roles {live:?}"))
-                }
-            }
-        })
-        .await;
-        child.kill().unwrap();
-        child.wait().unwrap();
-
-        // Killed mid-prune: revision 2 pending, the Roles Terminating, the
-        // ConfigMaps of the next wave untouched.
-        assert_eq!(
-            revisions(&client, &ns).await,
-            [
-                ("1".into(), "deployed".into()),
-                ("2".into(), "pending".into())
-            ]
-        );
-        let expected_roles: Vec<(String, bool)> = roles.iter().map(|n| (n.clone(), true)).collect();
-        assert_eq!(labelled(&role_api).await, expected_roles);
-        let untouched: Vec<(String, bool)> =
-            configmaps.iter().map(|n| (n.clone(), false)).collect();
-        assert_eq!(labelled(&cm).await, untouched);
-
-        // The finalizers are released: the Roles go.
-        held.release().await;
-        eventually("the released Roles gone", LIMIT, || {
-            let role_api = role_api.clone();
-            async move {
-                let live = labelled(&role_api).await;
-                if live.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{live:?}"))
-                }
-            }
-        })
-        .await;
+        // Revision 2 keeps 5 of 20 ConfigMaps; its sync dies in the Roles'
+        // wave, before it deleted any ConfigMap.
+        let dir = kill_a_sync_mid_prune(&client, &ns, 20, 5).await;
 
         // The next sync (it waits for the dead process's lease to expire)
         // finishes the prune from the pending record's inventory.
@@ -894,30 +933,44 @@ async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
             "{out}"
         );
         // Nothing revision 3 does not hold survives.
-        let kept: Vec<(String, bool)> =
-            configmaps[..5].iter().map(|n| (n.clone(), false)).collect();
-        assert_eq!(labelled(&cm).await, kept);
-        assert!(labelled(&role_api).await.is_empty());
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(labelled(&cm).await, live_configmaps(5));
+        let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), &ns);
+        assert!(labelled(&roles).await.is_empty());
+        assert_the_killed_revision_is_closed(&client, &ns).await;
+    })
+    .await;
+}
 
-        // The history tells the truth: the killed sync's revision failed,
-        // interrupted; revision 3 replaced revision 1.
-        assert_eq!(
-            revisions(&client, &ns).await,
-            [
-                ("1".into(), "superseded".into()),
-                ("2".into(), "failed".into()),
-                ("3".into(), "deployed".into())
-            ]
+/// The killed sync's deletions were all it had left to do, and they
+/// finished without it: the next sync has nothing to change, yet it must
+/// close the pending record (it said `no changes` and left revision 2
+/// pending for ever, and revision 1 deployed with objects that are gone).
+#[tokio::test]
+async fn a_sync_killed_when_only_its_deletions_were_left_is_closed_by_the_next_one() {
+    with_namespace("sync-crash-closed", |client, ns| async move {
+        // Revision 2 drops only the Roles.
+        let dir = kill_a_sync_mid_prune(&client, &ns, 5, 5).await;
+
+        let out = sync(
+            dir.path(),
+            &ns,
+            &["--prune", "--no-wait", "--lock-timeout", "90s"],
+            0,
         );
-        let table = support::windlass_expect(&["history", "app", "-n", &ns], 0);
-        let second = table
-            .lines()
-            .find(|line| line.starts_with("2 "))
-            .unwrap_or_else(|| panic!("no revision 2:\n{table}"));
         assert!(
-            second.contains("failed") && second.contains("interrupted"),
-            "{table}"
+            out.contains("revision 3 deployed: 0 created, 0 updated, 0 deleted, 5 unchanged"),
+            "{out}"
         );
+        assert!(out.contains("left its revision pending"), "{out}");
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(labelled(&cm).await, live_configmaps(5));
+        assert_the_killed_revision_is_closed(&client, &ns).await;
+
+        // Closed: the next sync changes nothing and writes nothing.
+        let out = sync(dir.path(), &ns, &["--prune", "--no-wait"], 0);
+        assert!(out.contains("no changes"), "{out}");
+        assert_eq!(revisions(&client, &ns).await.len(), 3);
     })
     .await;
 }
