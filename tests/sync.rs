@@ -703,64 +703,218 @@ async fn a_record_larger_than_one_secret_is_split_and_reads_back() {
     .await;
 }
 
-// Deletion now sends a whole wave at once (src/sync/delete.rs): 190
-// ConfigMaps are pruned in well under a second, so the kill usually comes too
-// late and this test fails by its own guard. It needs a prune that can be
-// held mid-way (objects with a finalizer the test releases) before it runs
-// again; a_sync_killed_mid_apply_is_never_forgotten still covers the pending
-// record that lets a next sync finish a dead one.
-#[ignore = "prune is too fast now to be killed mid-way; to be rebuilt around a held finalizer"]
+/// A Role with no rules: namespaced, so prune deletes it in its first wave,
+/// before any ConfigMap (see src/sync/delete.rs).
+fn role(name: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\nrules: []\n"
+    )
+}
+
+/// The test's own finalizer: an object carrying it stays Terminating after
+/// its deletion until the test takes the finalizer off.
+const HOLD: &str = "windlass.test/hold";
+
+/// Roles the test holds with [`HOLD`]; released when dropped too, so that a
+/// failing test does not leave its namespace Terminating for ever.
+struct HeldRoles {
+    api: Api<k8s_openapi::api::rbac::v1::Role>,
+    namespace: String,
+    names: Vec<String>,
+}
+
+impl HeldRoles {
+    async fn hold(client: &Client, namespace: &str, names: &[String]) -> HeldRoles {
+        let api = Api::namespaced(client.clone(), namespace);
+        let held = HeldRoles {
+            api,
+            namespace: namespace.to_string(),
+            names: names.to_vec(),
+        };
+        held.set_finalizers(json!([HOLD])).await;
+        held
+    }
+
+    async fn set_finalizers(&self, finalizers: serde_json::Value) {
+        for name in &self.names {
+            let patch = json!({ "metadata": { "finalizers": finalizers } });
+            self.api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap_or_else(|e| panic!("finalizers of role {name}: {e}"));
+        }
+    }
+
+    async fn release(mut self) {
+        self.set_finalizers(serde_json::Value::Null).await;
+        self.names.clear();
+    }
+}
+
+impl Drop for HeldRoles {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = support::kubectl(&[
+                "-n",
+                &self.namespace,
+                "patch",
+                "role",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+    }
+}
+
+/// Names of the objects of `api` that carry an application label, sorted,
+/// each with whether it is being deleted.
+async fn labelled<K>(api: &Api<K>) -> Vec<(String, bool)>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<(String, bool)> = api
+        .list(&ListParams::default().labels("windlass.dev/app"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| {
+            let meta = o.meta();
+            (
+                meta.name.clone().unwrap_or_default(),
+                meta.deletion_timestamp.is_some(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The prune of a killed sync, held, not raced: revision 1 is `configmaps`
+/// ConfigMaps (`cm-00` …) and three Roles, synced from a new directory; the
+/// Roles get a finalizer of the test's own ([`HOLD`]); revision 2 keeps the
+/// first `kept` ConfigMaps only. Its prune deletes the Roles first (they are
+/// the first wave) and waits for them; they stay Terminating, and the sync
+/// is killed (SIGKILL) then: always inside its first wave, the ConfigMaps of
+/// the next wave not yet touched. Checks that, releases the Roles, waits
+/// until they are gone, and returns the directory (revision 2's source).
+async fn kill_a_sync_mid_prune(
+    client: &Client,
+    ns: &str,
+    configmaps: usize,
+    kept: usize,
+) -> TempDir {
+    use k8s_openapi::api::rbac::v1::Role;
+    let names: Vec<String> = (0..configmaps).map(|i| format!("cm-{i:02}")).collect();
+    let roles: Vec<String> = (0..3).map(|i| format!("role-{i}")).collect();
+    let mut files: Vec<(String, String)> = names
+        .iter()
+        .map(|name| (format!("{name}.yaml"), configmap(name, "1")))
+        .collect();
+    files.extend(
+        roles
+            .iter()
+            .map(|name| (format!("{name}.yaml"), role(name))),
+    );
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let dir = app_dir("sync-crash-prune", &refs);
+    sync(dir.path(), ns, &["--no-wait"], 0);
+    let held = HeldRoles::hold(client, ns, &roles).await;
+
+    for name in names[kept..].iter().chain(&roles) {
+        std::fs::remove_file(dir.path().join(format!("{name}.yaml"))).unwrap();
+    }
+    let mut child = spawn_sync(dir.path(), ns, &["--prune", "--no-wait"]);
+    let role_api: Api<Role> = Api::namespaced(client.clone(), ns);
+    let cm: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let held_count = roles.len();
+    eventually("the prune waiting for the held Roles", LIMIT, || {
+        let (role_api, client, ns) = (role_api.clone(), client.clone(), ns.to_string());
+        async move {
+            let records = revisions(&client, &ns).await;
+            let live = labelled(&role_api).await;
+            let deleting = live.iter().filter(|(_, deleting)| *deleting).count();
+            if records.last().is_some_and(|r| r.1 == "pending") && deleting == held_count {
+                Ok(())
+            } else {
+                Err(format!("{records:?}, roles {live:?}"))
+            }
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Killed mid-prune: revision 2 pending, the Roles Terminating, the
+    // ConfigMaps untouched.
+    assert_eq!(
+        revisions(client, ns).await,
+        [
+            ("1".into(), "deployed".into()),
+            ("2".into(), "pending".into())
+        ]
+    );
+    let terminating: Vec<(String, bool)> = roles.iter().map(|n| (n.clone(), true)).collect();
+    assert_eq!(labelled(&role_api).await, terminating);
+    let untouched: Vec<(String, bool)> = names.iter().map(|n| (n.clone(), false)).collect();
+    assert_eq!(labelled(&cm).await, untouched);
+
+    // The finalizers are released: the Roles go.
+    held.release().await;
+    eventually("the released Roles gone", LIMIT, || {
+        let role_api = role_api.clone();
+        async move {
+            let live = labelled(&role_api).await;
+            if live.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{live:?}"))
+            }
+        }
+    })
+    .await;
+    dir
+}
+
+/// After the next sync: the history tells the truth. The killed sync's
+/// revision 2 failed, interrupted; revision 3 replaced revision 1.
+async fn assert_the_killed_revision_is_closed(client: &Client, ns: &str) {
+    assert_eq!(
+        revisions(client, ns).await,
+        [
+            ("1".into(), "superseded".into()),
+            ("2".into(), "failed".into()),
+            ("3".into(), "deployed".into())
+        ]
+    );
+    let table = support::windlass_expect(&["history", "app", "-n", ns], 0);
+    let second = table
+        .lines()
+        .find(|line| line.starts_with("2 "))
+        .unwrap_or_else(|| panic!("no revision 2:\n{table}"));
+    assert!(
+        second.contains("failed") && second.contains("interrupted"),
+        "{table}"
+    );
+}
+
+/// Names of the ConfigMaps `cm-00` … `cm-{n-1}`, none being deleted.
+fn live_configmaps(n: usize) -> Vec<(String, bool)> {
+    (0..n).map(|i| (format!("cm-{i:02}"), false)).collect()
+}
+
 #[tokio::test]
 async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
     with_namespace("sync-crash-prune", |client, ns| async move {
-        let many: Vec<(String, String)> = (0..200)
-            .map(|i| {
-                (
-                    format!("cm-{i:03}.yaml"),
-                    configmap(&format!("cm-{i:03}"), "1"),
-                )
-            })
-            .collect();
-        let files: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
-        let dir = app_dir("sync-crash-prune", &files);
-        sync(dir.path(), &ns, &["--no-wait"], 0);
-        for i in 10..200 {
-            std::fs::remove_file(dir.path().join(format!("cm-{i:03}.yaml"))).unwrap();
-        }
-
-        // Kill -9 the pruning sync once some objects are gone.
-        let mut child = spawn_sync(dir.path(), &ns, &["--prune", "--no-wait"]);
-        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        eventually("the prune under way", LIMIT, || {
-            let (cm, client, ns) = (cm.clone(), client.clone(), ns.clone());
-            async move {
-                let records = revisions(&client, &ns).await;
-                let count = cm
-                    .list(&ListParams::default().labels("windlass.dev/app"))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .items
-                    .len();
-                if records.last().is_some_and(|r| r.1 == "pending") && count <= 180 {
-                    Ok(())
-                } else {
-                    Err(format!("{records:?}, {count} objects"))
-                }
-            }
-        })
-        .await;
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let count = cm
-            .list(&ListParams::default().labels("windlass.dev/app"))
-            .await
-            .unwrap()
-            .items
-            .len();
-        assert!(
-            count > 10,
-            "the kill came too late to test anything ({count} objects left)"
-        );
+        // Revision 2 keeps 5 of 20 ConfigMaps; its sync dies in the Roles'
+        // wave, before it deleted any ConfigMap.
+        let dir = kill_a_sync_mid_prune(&client, &ns, 20, 5).await;
 
         // The next sync (it waits for the dead process's lease to expire)
         // finishes the prune from the pending record's inventory.
@@ -770,22 +924,53 @@ async fn a_sync_killed_mid_prune_is_finished_by_the_next_one() {
             &["--prune", "--no-wait", "--lock-timeout", "90s"],
             0,
         );
-        assert!(out.contains("revision 3 deployed"), "{out}");
-        let left = cm
-            .list(&ListParams::default().labels("windlass.dev/app"))
-            .await
-            .unwrap()
-            .items
-            .len();
-        assert_eq!(left, 10);
-        assert_eq!(
-            revisions(&client, &ns).await,
-            [
-                ("1".into(), "superseded".into()),
-                ("2".into(), "failed".into()),
-                ("3".into(), "deployed".into())
-            ]
+        assert!(
+            out.contains("revision 3 deployed: 0 created, 0 updated, 15 deleted, 5 unchanged"),
+            "{out}"
         );
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/cm-19")),
+            "{out}"
+        );
+        // Nothing revision 3 does not hold survives.
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(labelled(&cm).await, live_configmaps(5));
+        let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), &ns);
+        assert!(labelled(&roles).await.is_empty());
+        assert_the_killed_revision_is_closed(&client, &ns).await;
+    })
+    .await;
+}
+
+/// The killed sync's deletions were all it had left to do, and they
+/// finished without it: the next sync has nothing to change, yet it must
+/// close the pending record (it said `no changes` and left revision 2
+/// pending for ever, and revision 1 deployed with objects that are gone).
+#[tokio::test]
+async fn a_sync_killed_when_only_its_deletions_were_left_is_closed_by_the_next_one() {
+    with_namespace("sync-crash-closed", |client, ns| async move {
+        // Revision 2 drops only the Roles.
+        let dir = kill_a_sync_mid_prune(&client, &ns, 5, 5).await;
+
+        let out = sync(
+            dir.path(),
+            &ns,
+            &["--prune", "--no-wait", "--lock-timeout", "90s"],
+            0,
+        );
+        assert!(
+            out.contains("revision 3 deployed: 0 created, 0 updated, 0 deleted, 5 unchanged"),
+            "{out}"
+        );
+        assert!(out.contains("left its revision pending"), "{out}");
+        let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(labelled(&cm).await, live_configmaps(5));
+        assert_the_killed_revision_is_closed(&client, &ns).await;
+
+        // Closed: the next sync changes nothing and writes nothing.
+        let out = sync(dir.path(), &ns, &["--prune", "--no-wait"], 0);
+        assert!(out.contains("no changes"), "{out}");
+        assert_eq!(revisions(&client, &ns).await.len(), 3);
     })
     .await;
 }

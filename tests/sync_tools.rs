@@ -2,7 +2,10 @@
 //! binary, the real kustomize and helm binaries (the pinned versions
 //! `deploy/local/tools.sh build` builds) and the real local control plane:
 //! `windlass render` hands on exactly what the tool rendered, then `diff`
-//! shows the changes, `sync` applies them, and `diff` is clean.
+//! shows the changes, `sync` applies them, and `diff` is clean; then a
+//! changed source is synced with prune (a renamed generated ConfigMap, a
+//! disabled subchart), `history` lists both revisions, and `rollback`
+//! restores revision 1 so exactly that its source diffs clean.
 //!
 //! The binaries come from `WINDLASS_KUSTOMIZE_BIN` / `WINDLASS_HELM_BIN`
 //! when they are set, else from `tools.sh build` (idempotent, cached; the
@@ -320,6 +323,362 @@ async fn a_helm_chart_renders_diffs_and_syncs_without_its_hooks() {
         // Hooks are not run: no Job was created.
         let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
         assert!(jobs.get_opt("app-web-migrate").await.unwrap().is_none());
+
+        crds.delete(&crd_name, &DeleteParams::default())
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+/// `windlass ARGS... --dir DIR -n NS --name app EXTRA...`.
+fn on_source(verb: &str, dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
+    let mut args = vec![
+        verb,
+        "--dir",
+        dir.to_str().unwrap(),
+        "-n",
+        ns,
+        "--name",
+        "app",
+    ];
+    args.extend_from_slice(extra);
+    let (out, err) = windlass(&args, code);
+    format!("{out}{err}")
+}
+
+/// (revision, status, description) rows of `windlass history app -n NS`,
+/// oldest first.
+fn history_rows(ns: &str) -> Vec<(u64, String, String)> {
+    let (table, _) = windlass(&["history", "app", "-n", ns], 0);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("REVISION"), "{table}");
+    // Columns are padded by characters (a long SOURCE holds a `…`).
+    let description_at = header.find("DESCRIPTION").expect(&table);
+    let mut rows: Vec<(u64, String, String)> = lines
+        .map(|line| {
+            // REVISION, UPDATED (date and time), STATUS, ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let description: String = line.chars().skip(description_at).collect();
+            (
+                fields[0].parse().expect(line),
+                fields[3].to_string(),
+                description.trim().to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The (revision, status) pairs of `rows`.
+fn statuses(rows: &[(u64, String, String)]) -> Vec<(u64, &str)> {
+    rows.iter()
+        .map(|(number, status, _)| (*number, status.as_str()))
+        .collect()
+}
+
+/// The name of the one `kind` object of `objects` whose name starts with
+/// `prefix` (a generated, hash-suffixed name).
+fn generated_name(objects: &[Value], kind: &str, prefix: &str) -> String {
+    let names: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    assert_eq!(names.len(), 1, "{kind} {prefix}*: {names:?}");
+    names[0].to_string()
+}
+
+#[tokio::test]
+async fn a_kustomize_overlay_prunes_a_renamed_generated_config_map_and_rolls_back() {
+    with_namespace("sync-kustomize-history", |client, ns| async move {
+        let dir = TempDir::new("sync-kustomize-history");
+        copy_tree(&repo().join("tests/fixtures/kustomize"), dir.path());
+        let overlay = dir.path().join("overlays/production/kustomization.yaml");
+        edit(
+            &overlay,
+            "namespace: production",
+            &format!("namespace: {ns}"),
+        );
+        let first_source = std::fs::read_to_string(&overlay).unwrap();
+        let env = ["--env", "production"];
+        let render = || {
+            rendered(&[
+                dir.path().to_str().unwrap(),
+                "-n",
+                &ns,
+                "--env",
+                "production",
+            ])
+        };
+
+        // Revision 1: the overlay as it is.
+        let first = render();
+        let old_config = generated_name(&first, "ConfigMap", "prod-web-config-");
+        diff_sync_diff(dir.path(), &ns, &env, 5);
+
+        // Revision 2: a generator literal changes (a new hash suffix, and the
+        // Deployment's reference rewritten to it); the component is dropped
+        // (its ConfigMap disappears, its Deployment patch with it).
+        edit(&overlay, "LOG_LEVEL=warn", "LOG_LEVEL=debug");
+        edit(
+            &overlay,
+            "components:\n  - ../../components/monitoring\n",
+            "",
+        );
+        let second = render();
+        let new_config = generated_name(&second, "ConfigMap", "prod-web-config-");
+        assert_ne!(old_config, new_config, "a new literal, a new hash suffix");
+        assert_eq!(second.len(), 4, "{second:#?}");
+        let out = on_source("diff", dir.path(), &ns, &env, 1);
+        assert!(
+            out.contains("1 to create, 1 to update, 2 to delete, 2 unchanged"),
+            "{out}"
+        );
+        let out = on_source(
+            "sync",
+            dir.path(),
+            &ns,
+            &["--env", "production", "--prune", "--no-wait"],
+            0,
+        );
+        assert!(
+            out.contains("revision 2 deployed: 1 created, 1 updated, 2 deleted, 2 unchanged"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/{old_config}")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/prod-metrics")),
+            "{out}"
+        );
+        let out = on_source("diff", dir.path(), &ns, &env, 0);
+        assert!(
+            out.contains("0 to create, 0 to update, 0 to delete, 4 unchanged"),
+            "{out}"
+        );
+
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        // What the Deployment's containers take their environment from, and
+        // its Pod template's annotations.
+        let deployment_view = || {
+            let deployments = deployments.clone();
+            async move {
+                let deployment = deployments.get("prod-web").await.unwrap();
+                let template = deployment.spec.template;
+                let container = template.spec.unwrap().containers.remove(0);
+                let config = container.env_from.unwrap()[0]
+                    .config_map_ref
+                    .clone()
+                    .unwrap()
+                    .name;
+                let annotations = template
+                    .metadata
+                    .and_then(|m| m.annotations)
+                    .unwrap_or_default();
+                (config, annotations)
+            }
+        };
+        assert!(
+            configmaps.get_opt(&old_config).await.unwrap().is_none(),
+            "the old generated ConfigMap is pruned"
+        );
+        assert!(
+            configmaps.get_opt("prod-metrics").await.unwrap().is_none(),
+            "the component's ConfigMap is pruned"
+        );
+        let config = configmaps.get(&new_config).await.unwrap();
+        assert_eq!(config.data.unwrap()["LOG_LEVEL"], "debug");
+        let (reference, annotations) = deployment_view().await;
+        assert_eq!(
+            reference, new_config,
+            "the Deployment points at the new ConfigMap"
+        );
+        assert!(
+            !annotations.contains_key("prometheus.io/scrape"),
+            "{annotations:?}"
+        );
+
+        assert_eq!(
+            statuses(&history_rows(&ns)),
+            [(1, "superseded"), (2, "deployed")]
+        );
+
+        // Rollback to revision 1: its objects, exactly, and what revision 2
+        // added is pruned; recorded as revision 3.
+        let (out, err) = windlass(&["rollback", "app", "1", "-n", &ns, "--no-wait"], 0);
+        let out = format!("{out}{err}");
+        assert!(out.contains("rolling back"), "{out}");
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/{new_config}")),
+            "{out}"
+        );
+        assert!(out.contains("revision 3 deployed"), "{out}");
+        assert!(
+            configmaps.get_opt(&new_config).await.unwrap().is_none(),
+            "revision 2's ConfigMap is pruned"
+        );
+        let config = configmaps.get(&old_config).await.unwrap();
+        assert_eq!(config.data.unwrap()["LOG_LEVEL"], "warn");
+        assert!(configmaps.get_opt("prod-metrics").await.unwrap().is_some());
+        let (reference, annotations) = deployment_view().await;
+        assert_eq!(
+            reference, old_config,
+            "the Deployment points at the old ConfigMap again"
+        );
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        let rows = history_rows(&ns);
+        assert_eq!(
+            statuses(&rows),
+            [(1, "superseded"), (2, "rolled-back"), (3, "deployed")]
+        );
+        assert_eq!(rows[2].2, "rollback to 1", "{rows:?}");
+
+        // Revision 1's source again: nothing to do.
+        std::fs::write(&overlay, first_source).unwrap();
+        assert_eq!(object_set(&render()), object_set(&first));
+        let out = on_source("diff", dir.path(), &ns, &env, 0);
+        assert!(
+            out.contains("0 to create, 0 to update, 0 to delete, 5 unchanged"),
+            "{out}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_helm_chart_prunes_a_disabled_subchart_and_rolls_back() {
+    with_namespace("sync-helm-history", |client, ns| async move {
+        // The CRD in a group of this test's own: CRDs are cluster-wide.
+        let group = format!("{ns}.example.com");
+        let dir = TempDir::new("sync-helm-history");
+        copy_tree(&repo().join("tests/fixtures/helm/web"), dir.path());
+        let crd_file = dir.path().join("crds/widgets.yaml");
+        edit(
+            &crd_file,
+            "name: widgets.example.com",
+            &format!("name: widgets.{group}"),
+        );
+        edit(&crd_file, "group: example.com", &format!("group: {group}"));
+        let crd_name = format!("widgets.{group}");
+        // The subchart can be switched off by a value, as charts do.
+        edit(
+            &dir.path().join("Chart.yaml"),
+            "  - name: cache\n    version: 0.1.0\n",
+            "  - name: cache\n    version: 0.1.0\n    condition: cache.enabled\n",
+        );
+        let values = dir.path().join("values/production.yaml");
+        let first_values = std::fs::read_to_string(&values).unwrap();
+        let env = ["--env", "production"];
+        let render = || {
+            rendered(&[
+                dir.path().to_str().unwrap(),
+                "-n",
+                &ns,
+                "--env",
+                "production",
+                "--name",
+                "app",
+            ])
+        };
+
+        // Revision 1: CRD, Deployment, Service, two ConfigMaps.
+        let first = render();
+        assert_eq!(first.len(), 5, "{first:#?}");
+        diff_sync_diff(dir.path(), &ns, &env, 5);
+
+        // Revision 2: the subchart disabled (its ConfigMap disappears), the
+        // Deployment scaled.
+        edit(&values, "replicaCount: 3", "replicaCount: 5");
+        edit(
+            &values,
+            "cache:\n  size: 1024",
+            "cache:\n  enabled: false\n  size: 1024",
+        );
+        let second = render();
+        assert_eq!(second.len(), 4, "{second:#?}");
+        assert!(
+            !second.iter().any(|o| o["metadata"]["name"] == "app-cache"),
+            "{second:#?}"
+        );
+        let out = on_source("diff", dir.path(), &ns, &env, 1);
+        assert!(
+            out.contains("0 to create, 1 to update, 1 to delete, 3 unchanged"),
+            "{out}"
+        );
+        let out = on_source(
+            "sync",
+            dir.path(),
+            &ns,
+            &["--env", "production", "--prune", "--no-wait"],
+            0,
+        );
+        assert!(
+            out.contains("revision 2 deployed: 0 created, 1 updated, 1 deleted, 3 unchanged"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/app-cache")),
+            "{out}"
+        );
+        let out = on_source("diff", dir.path(), &ns, &env, 0);
+        assert!(
+            out.contains("0 to create, 0 to update, 0 to delete, 4 unchanged"),
+            "{out}"
+        );
+
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let replicas = || {
+            let deployments = deployments.clone();
+            async move { deployments.get("app-web").await.unwrap().spec.replicas }
+        };
+        assert!(
+            configmaps.get_opt("app-cache").await.unwrap().is_none(),
+            "the subchart's ConfigMap is pruned"
+        );
+        assert_eq!(replicas().await, Some(5));
+        assert!(configmaps.get_opt("app-web-info").await.unwrap().is_some());
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        assert!(crds.get_opt(&crd_name).await.unwrap().is_some());
+
+        assert_eq!(
+            statuses(&history_rows(&ns)),
+            [(1, "superseded"), (2, "deployed")]
+        );
+
+        // Rollback to revision 1, recorded as revision 3.
+        let (out, err) = windlass(&["rollback", "app", "1", "-n", &ns, "--no-wait"], 0);
+        let out = format!("{out}{err}");
+        assert!(out.contains("rolling back"), "{out}");
+        assert!(
+            out.contains("revision 3 deployed: 1 created, 1 updated, 0 deleted, 3 unchanged"),
+            "{out}"
+        );
+        let cache = configmaps.get("app-cache").await.unwrap();
+        assert_eq!(cache.data.unwrap()["size"], "1024");
+        assert_eq!(replicas().await, Some(3));
+        let rows = history_rows(&ns);
+        assert_eq!(
+            statuses(&rows),
+            [(1, "superseded"), (2, "rolled-back"), (3, "deployed")]
+        );
+        assert_eq!(rows[2].2, "rollback to 1", "{rows:?}");
+
+        // Revision 1's source again: nothing to do.
+        std::fs::write(&values, first_values).unwrap();
+        assert_eq!(object_set(&render()), object_set(&first));
+        let out = on_source("diff", dir.path(), &ns, &env, 0);
+        assert!(
+            out.contains("0 to create, 0 to update, 0 to delete, 5 unchanged"),
+            "{out}"
+        );
 
         crds.delete(&crd_name, &DeleteParams::default())
             .await

@@ -162,6 +162,14 @@ impl History {
         self.numbers_before(current, RevisionStatus::Deployed)
     }
 
+    /// Whether a record is pending: a sync is running now, or stopped
+    /// before it finished (killed, lost its node) and left it so.
+    pub fn has_pending(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|h| h.status == Some(RevisionStatus::Pending))
+    }
+
     /// Pending records older than `current`: their sync stopped before it
     /// finished, and `current` took over their objects.
     pub fn interrupted_before(&self, current: u64) -> Vec<u64> {
@@ -357,6 +365,14 @@ mod tests {
     fn live_is_the_newest_deployed_revision() {
         assert_eq!(history(&[Superseded, Deployed, Failed]).live(), Some(2));
         assert_eq!(history(&[Failed]).live(), None);
+    }
+
+    #[test]
+    fn a_pending_record_anywhere_is_pending() {
+        assert!(history(&[Deployed, Pending]).has_pending());
+        assert!(history(&[Pending, Failed]).has_pending());
+        assert!(!history(&[Superseded, Failed, Deployed]).has_pending());
+        assert!(!History::default().has_pending());
     }
 
     #[test]

@@ -660,7 +660,8 @@ fn check_before_writing(
 }
 
 /// Plans and, when something changes, records and applies. A sync that
-/// changes nothing writes nothing at all, not even the lock.
+/// changes nothing writes nothing at all, not even the lock, unless a
+/// pending record is there to close (see [`sync_planned`]).
 pub async fn sync(
     client: &kube::Client,
     kinds: &Kinds,
@@ -691,13 +692,35 @@ pub async fn sync_planned(
         None => plan(client, kinds, app, desired, options.plan).await?,
     };
     check_before_writing(&planned, desired, options)?;
-    if !planned.plan.has_changes() {
+    // A pending record with nothing left to change: its sync may have died
+    // after its last write (killed while its deletions were finishing on
+    // their own). Under the lock (a sync still running holds it) it is
+    // closed by recording this revision; else it would stay pending, and
+    // the last finished record would claim objects that are gone.
+    let closes_pending = !planned.plan.has_changes() && planned.history.has_pending();
+    if !planned.plan.has_changes() && !closes_pending {
         return Ok(SyncOutcome::Unchanged { plan: planned.plan });
     }
     // The lock and the records live in the application's namespace: when
     // the set itself creates it, that comes first (an idempotent apply).
     ensure_record_namespace(client, app, &planned.plan, progress).await?;
     let operation = async {
+        let planned = match closes_pending {
+            // Planned before the lock: the pending record's sync may have
+            // finished (or changed something) while this one waited.
+            true => {
+                let planned = plan(client, kinds, app, desired, options.plan).await?;
+                check_before_writing(&planned, desired, options)?;
+                if !planned.plan.has_changes() && planned.history.has_pending() {
+                    progress(
+                        "a sync that stopped before it finished left its revision pending: \
+                         recording this one to close it",
+                    );
+                }
+                planned
+            }
+            false => planned,
+        };
         match execute(client, kinds, app, desired, planned, options, progress).await {
             Err(EngineError::Store(StoreError::Taken { .. })) => {
                 progress("another writer recorded a revision meanwhile: planning again");
@@ -728,7 +751,9 @@ async fn execute(
         mut history,
         previous,
     } = planned;
-    if !plan.has_changes() {
+    // A pending record is closed by a new one even when nothing changes
+    // (the caller holds the lock: its sync is not running).
+    if !plan.has_changes() && !history.has_pending() {
         return Ok(SyncOutcome::Unchanged { plan });
     }
     let store = RevisionStore::new(client, app);
