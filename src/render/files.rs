@@ -29,6 +29,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::kustomize::{OutsideFiles, ReferenceError, gather_outside};
+
 /// Default per-file limit of [`LocalDirectory`]: 4 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Default limit on all bytes one [`LocalDirectory`] hands out: 64 MiB.
@@ -44,6 +46,13 @@ pub trait FileTree: Send + Sync {
     fn files(&self) -> Result<Vec<String>, FileTreeError>;
     /// The bytes of one file (path as returned by `files`).
     fn read(&self, path: &str) -> Result<Vec<u8>, FileTreeError>;
+    /// What the tree's kustomizations reference outside it in its
+    /// repository (`resources: [../../base]`), with the tree's own path
+    /// there; only the Kustomize engine asks. Default: nothing (a tree that
+    /// stands alone).
+    fn kustomize_outside(&self) -> Result<OutsideFiles, FileTreeError> {
+        Ok(OutsideFiles::default())
+    }
 }
 
 /// Why a file tree could not be listed or read.
@@ -69,6 +78,9 @@ pub enum FileTreeError {
          directory), into a loop, or nowhere; windlass does not follow it"
     )]
     SymlinkOutside { path: String },
+
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 
     #[error("{0}")]
     Other(String),
@@ -214,12 +226,78 @@ impl FileTree for LocalDirectory {
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, FileTreeError> {
+        self.read_under(&self.canonical_root, path)
+    }
+
+    /// The kustomizations of the directory, followed out of it within the
+    /// boundary (the enclosing git checkout), which stands for the
+    /// repository.
+    fn kustomize_outside(&self) -> Result<OutsideFiles, FileTreeError> {
+        let app_path = self
+            .canonical_root
+            .strip_prefix(&self.boundary)
+            .ok()
+            .and_then(Path::to_str)
+            .unwrap_or_default()
+            .to_string();
+        let in_repo = |path: &str| {
+            if app_path.is_empty() {
+                path.to_string()
+            } else {
+                format!("{app_path}/{path}")
+            }
+        };
+        let mut kustomizations = Vec::new();
+        for path in self.files()? {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            if super::detect::KUSTOMIZATION_FILES.contains(&name) {
+                let text = String::from_utf8_lossy(&self.read(&path)?).into_owned();
+                kustomizations.push((in_repo(&path), text));
+            }
+        }
+        let mut load = |path: &str| self.load_in_boundary(path).map_err(|e| e.to_string());
+        Ok(gather_outside(&app_path, kustomizations, &mut load)?)
+    }
+}
+
+impl LocalDirectory {
+    /// The files at `path` (relative to the boundary): a directory's,
+    /// recursively, or the file itself, keyed relative to the boundary;
+    /// none when nothing is there.
+    fn load_in_boundary(&self, path: &str) -> Result<BTreeMap<String, Vec<u8>>, FileTreeError> {
+        let mut files = BTreeMap::new();
+        let full = self.boundary.join(path);
+        let Ok(canonical) = fs::canonicalize(&full) else {
+            return Ok(files);
+        };
+        if !canonical.starts_with(&self.boundary) {
+            return Err(FileTreeError::SymlinkOutside {
+                path: path.to_string(),
+            });
+        }
+        if canonical.is_file() {
+            files.insert(path.to_string(), self.read_under(&self.boundary, path)?);
+        } else if canonical.is_dir() {
+            let mut listed = Vec::new();
+            let mut visiting = vec![canonical.clone()];
+            self.walk(&canonical, &format!("{path}/"), &mut listed, &mut visiting)?;
+            for file in listed {
+                let bytes = self.read_under(&self.boundary, &file)?;
+                files.insert(file, bytes);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Reads `path` relative to `base` (the root or the boundary), never
+    /// out of the boundary, within the limits.
+    fn read_under(&self, base: &Path, path: &str) -> Result<Vec<u8>, FileTreeError> {
         if !is_clean_relative(path) {
             return Err(FileTreeError::NotFound {
                 path: path.to_string(),
             });
         }
-        let full = self.canonical_root.join(path);
+        let full = base.join(path);
         let io = |error: std::io::Error| match error.kind() {
             std::io::ErrorKind::NotFound => FileTreeError::NotFound {
                 path: path.to_string(),

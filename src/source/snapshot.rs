@@ -21,6 +21,9 @@ use std::collections::BTreeMap;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 
+use crate::render::detect::KUSTOMIZATION_FILES;
+use crate::render::kustomize::{OutsideFiles, ReferenceError, gather_outside};
+
 /// Size limits on what a snapshot may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -114,8 +117,14 @@ fn resolve_link(
 pub struct Files {
     /// Path relative to the snapshot root, `/`-separated → content.
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Repository paths outside the snapshot root that symlinks led to.
+    /// Repository paths outside the snapshot root that symlinks led to, and
+    /// that kustomizations referenced (present or not).
     pub read_outside: Vec<String>,
+    /// What the kustomizations under the path reference outside it.
+    pub outside: OutsideFiles,
+    /// Why `outside` could not be gathered: reported by the Kustomize
+    /// engine only (other engines do not read kustomizations).
+    pub outside_error: Option<ReferenceError>,
 }
 
 const MAX_LINK_HOPS: usize = 16;
@@ -137,6 +146,8 @@ pub fn load(
         root_parts: root_parts.clone(),
         out: Files::default(),
         total: 0,
+        count: 0,
+        collected: None,
     };
     match loader.lookup(&root_parts, 0, path)? {
         Entry::Tree(tree) => loader.walk(&tree, &root_parts, "")?,
@@ -145,6 +156,7 @@ pub fn load(
             loader.add_file(&name, oid)?;
         }
     }
+    loader.load_kustomize_outside()?;
     loader.out.read_outside.sort();
     loader.out.read_outside.dedup();
     Ok(loader.out)
@@ -167,6 +179,8 @@ pub fn read_file(
         root_parts: Vec::new(),
         out: Files::default(),
         total: 0,
+        count: 0,
+        collected: None,
     };
     match loader.lookup(&parts, 0, path)? {
         Entry::Blob(oid) => {
@@ -191,6 +205,11 @@ struct Loader<'a, 'r> {
     root_parts: Vec<String>,
     out: Files,
     total: usize,
+    /// Files read, in the path and outside it.
+    count: usize,
+    /// `Some` while loading outside the path: where those files go, keyed
+    /// repository-relative.
+    collected: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 impl<'a, 'r> Loader<'a, 'r> {
@@ -279,6 +298,72 @@ impl<'a, 'r> Loader<'a, 'r> {
         Ok(())
     }
 
+    /// Follows the kustomizations under the path out of it (see
+    /// [`gather_outside`]), within the same limits. What cannot be gathered
+    /// is kept for the Kustomize engine to report; a damaged mirror is an
+    /// error now.
+    fn load_kustomize_outside(&mut self) -> Result<(), SnapshotError> {
+        let app_path = self.root_parts.join("/");
+        let kustomizations: Vec<(String, String)> = self
+            .out
+            .files
+            .iter()
+            .filter(|(path, _)| {
+                KUSTOMIZATION_FILES.contains(&path.rsplit('/').next().unwrap_or(path))
+            })
+            .map(|(path, bytes)| {
+                let path = if app_path.is_empty() {
+                    path.clone()
+                } else {
+                    format!("{app_path}/{path}")
+                };
+                (path, String::from_utf8_lossy(bytes).into_owned())
+            })
+            .collect();
+        if kustomizations.is_empty() {
+            return Ok(());
+        }
+        let mut corrupt = None;
+        let mut referenced = Vec::new();
+        let mut load = |path: &str| {
+            referenced.push(path.to_string());
+            self.load_outside(path).map_err(|error| match error {
+                SnapshotError::Corrupt(reason) => {
+                    corrupt = Some(reason.clone());
+                    reason
+                }
+                SnapshotError::Escapes { path, reason } => format!("`{path}`: {reason}"),
+                SnapshotError::NotFound { path } => format!("`{path}` not found"),
+                SnapshotError::Limit(reason) => reason,
+            })
+        };
+        let gathered = gather_outside(&app_path, kustomizations, &mut load);
+        if let Some(reason) = corrupt {
+            return Err(SnapshotError::Corrupt(reason));
+        }
+        self.out.read_outside.extend(referenced);
+        match gathered {
+            Ok(outside) => self.out.outside = outside,
+            Err(error) => self.out.outside_error = Some(error),
+        }
+        Ok(())
+    }
+
+    /// The files at repository path `path` (a directory's, or the file),
+    /// keyed repository-relative; none when nothing is there.
+    fn load_outside(&mut self, path: &str) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {
+        let parts = normalize(path)?;
+        self.collected = Some(BTreeMap::new());
+        let loaded = match self.lookup(&parts, 0, path) {
+            Ok(Entry::Tree(tree)) => self.walk(&tree, &parts, path),
+            Ok(Entry::Blob(oid)) => self.add_file(path, oid),
+            Err(SnapshotError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        };
+        let collected = self.collected.take().unwrap_or_default();
+        loaded.map(|()| collected)
+    }
+
     fn link_target(&self, oid: Oid) -> Result<String, SnapshotError> {
         let blob = self.repo.find_blob(oid).map_err(corrupt)?;
         Ok(String::from_utf8_lossy(blob.content()).into_owned())
@@ -291,7 +376,7 @@ impl<'a, 'r> Loader<'a, 'r> {
     }
 
     fn add_file(&mut self, relative: &str, oid: Oid) -> Result<(), SnapshotError> {
-        if self.out.files.len() >= self.limits.max_files {
+        if self.count >= self.limits.max_files {
             return Err(SnapshotError::Limit(format!(
                 "more than {} files under the path",
                 self.limits.max_files
@@ -312,9 +397,12 @@ impl<'a, 'r> Loader<'a, 'r> {
                 self.limits.max_total_bytes
             )));
         }
-        self.out
-            .files
-            .insert(relative.to_string(), blob.content().to_vec());
+        self.count += 1;
+        let into = match &mut self.collected {
+            Some(outside) => outside,
+            None => &mut self.out.files,
+        };
+        into.insert(relative.to_string(), blob.content().to_vec());
         Ok(())
     }
 }
