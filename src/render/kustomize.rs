@@ -9,6 +9,18 @@
 //! - The whole tree is written to a temporary directory and kustomize runs
 //!   inside it, so `resources: [../../base]` works when the tree holds the
 //!   base (a tree rooted above the application; see [`render_kustomize_in`]).
+//! - An application whose path is an overlay (`overlays/prod`, with
+//!   `resources: [../../base]`) reads the base from outside its path, as
+//!   in Argo CD and Flux: [`references`] says what each kustomization names
+//!   (`resources`, `bases`, `components`, `generators`, `transformers`;
+//!   remote URLs left to kustomize), [`gather_outside`] follows them out of
+//!   the path, transitively, and the tree hands the files over
+//!   ([`FileTree::kustomize_outside`](super::FileTree::kustomize_outside):
+//!   the git snapshot within its limits, a local directory within its
+//!   checkout). The application is written at its repository path and
+//!   those files at theirs, so `../../base` resolves as in the checkout.
+//!   An entry climbing above the repository's root is an error naming the
+//!   kustomization file and the entry.
 //! - `LoadRestrictionsRootOnly`: a kustomization reads files only under its
 //!   own directory (other kustomizations are referenced as directories).
 //! - No exec or container plugins (none of `--enable-alpha-plugins`,

@@ -13,7 +13,11 @@
 //!   (a target outside the app path is allowed and recorded, so change
 //!   detection also watches it); chains are bounded;
 //! - a file larger than [`Limits::max_file_bytes`], or more than
-//!   [`Limits::max_total_bytes`] / [`Limits::max_files`] in all, is an error.
+//!   [`Limits::max_total_bytes`] / [`Limits::max_files`] in all, is an error;
+//! - directories the path's kustomizations reference outside it
+//!   (`resources: [../../base]`) are loaded too, within the same limits, and
+//!   recorded for change detection; what cannot be gathered is kept for the
+//!   Kustomize engine to report (no other engine reads kustomizations).
 //!
 //! Submodules (gitlinks) are skipped: their content is another repository.
 
