@@ -141,6 +141,7 @@ pub fn generated_application(preview: &Preview, live: &LivePreview) -> Applicati
             reference: Some(r.commit.clone()),
             path: template.path.as_deref().map(|p| placeholders.substitute(p)),
             secret_ref: preview.spec.source.secret_ref.clone(),
+            renderer: Default::default(),
         },
         environment: template
             .environment

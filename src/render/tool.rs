@@ -277,6 +277,15 @@ pub enum ExternalError {
 
     #[error("{tree}: {reason}")]
     Unsupported { tree: String, reason: String },
+
+    /// The renderer named for the tree (`spec.source.renderer`,
+    /// `--renderer`) does not fit it.
+    #[error("{tree}: renderer {renderer}: {reason}")]
+    WrongRenderer {
+        tree: String,
+        renderer: &'static str,
+        reason: String,
+    },
 }
 
 /// One object a tool rendered, parsed by windlass's YAML loader, in the
