@@ -334,8 +334,11 @@ pub struct OutsideFiles {
     /// known: then `files` is empty).
     pub app_path: String,
     /// Repository path → content, none of them under `app_path`.
-    pub files: BTreeMap<String, Vec<u8>>,
+    pub files: RepositoryFiles,
 }
+
+/// Files of a repository: path → content.
+pub type RepositoryFiles = BTreeMap<String, Vec<u8>>;
 
 /// Whether repository path `path` is `dir` or below it.
 fn is_under(path: &str, dir: &str) -> bool {
@@ -355,7 +358,7 @@ fn is_under(path: &str, dir: &str) -> bool {
 pub fn gather_outside(
     app_path: &str,
     kustomizations: Vec<(String, String)>,
-    load: &mut dyn FnMut(&str) -> Result<BTreeMap<String, Vec<u8>>, String>,
+    load: &mut dyn FnMut(&str) -> Result<RepositoryFiles, String>,
 ) -> Result<OutsideFiles, ReferenceError> {
     let app_path = app_path.trim_matches('/');
     let mut outside = OutsideFiles {
