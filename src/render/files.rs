@@ -21,7 +21,10 @@
 //!   checkout it is the directory itself. A target outside the boundary, a
 //!   dangling link or a loop is an error naming the link;
 //! - a file larger than the per-file limit, or reads adding up to more than
-//!   the total limit, are errors naming the file and the limit.
+//!   the total limit, are errors naming the file and the limit;
+//! - for the Kustomize engine, what the directory's kustomizations reference
+//!   outside it (`resources: [../../base]`) is read too, within the same
+//!   boundary and limits ([`FileTree::kustomize_outside`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -511,6 +514,55 @@ mod tests {
         assert_eq!(tree.files().unwrap(), ["base/labels.yaml"]);
         assert_eq!(tree.read("base/labels.yaml").unwrap(), b"l");
         fs::remove_dir_all(&repo).unwrap();
+    }
+
+    #[test]
+    fn kustomizations_reach_outside_the_directory_within_the_checkout() {
+        let repo = scratch("kustomize-outside");
+        let outside = scratch("kustomize-outside-elsewhere");
+        fs::create_dir_all(repo.join(".git")).unwrap();
+        fs::create_dir_all(repo.join("overlays/prod")).unwrap();
+        fs::create_dir_all(repo.join("base/patches")).unwrap();
+        fs::write(
+            repo.join("overlays/prod/kustomization.yaml"),
+            "resources: [../../base, ../../missing]\n",
+        )
+        .unwrap();
+        fs::write(
+            repo.join("base/kustomization.yaml"),
+            "resources: [cm.yaml]\n",
+        )
+        .unwrap();
+        fs::write(repo.join("base/cm.yaml"), "cm").unwrap();
+        fs::write(repo.join("base/patches/p.yaml"), "p").unwrap();
+        fs::write(repo.join("unrelated.yaml"), "u").unwrap();
+        let tree = LocalDirectory::new(repo.join("overlays/prod")).unwrap();
+        let found = tree.kustomize_outside().unwrap();
+        assert_eq!(found.app_path, "overlays/prod");
+        assert_eq!(
+            found.files.keys().collect::<Vec<_>>(),
+            [
+                "base/cm.yaml",
+                "base/kustomization.yaml",
+                "base/patches/p.yaml"
+            ]
+        );
+        assert_eq!(found.files["base/cm.yaml"], b"cm");
+        // The tree itself is still only the overlay.
+        assert_eq!(tree.files().unwrap(), ["kustomization.yaml"]);
+
+        // A symlink in the base that leaves the checkout is refused, named.
+        fs::write(outside.join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), repo.join("base/leak.yaml")).unwrap();
+        let error = tree.kustomize_outside().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`overlays/prod/kustomization.yaml`: resources entry `../../base`: symlink \
+             `base/leak.yaml` points outside the repository (outside a git checkout: outside \
+             the directory), into a loop, or nowhere; windlass does not follow it"
+        );
+        fs::remove_dir_all(&repo).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]
