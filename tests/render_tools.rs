@@ -1002,6 +1002,35 @@ async fn a_git_overlay_whose_reference_leaves_the_repository_names_it() {
         ),
         "{error}"
     );
+    // The same limits as the path's: past them, the reference is named.
+    let mut options = SourceOptions::new(served.root.path().join("cache-small"));
+    options.limits.max_files = 2;
+    let small = SourceCache::new(options);
+    served.repo.commit(
+        &[
+            ("apps/small/kustomization.yaml", "resources: [../../base]\n"),
+            ("base/a.yaml", "a"),
+            ("base/b.yaml", "b"),
+        ],
+        "a base of two files",
+    );
+    let resolved_small = small.resolve(&repo, "main").await.unwrap();
+    let snapshot = small
+        .snapshot(&repo, &resolved_small, "apps/small")
+        .await
+        .unwrap();
+    let error = tokio::task::spawn_blocking(move || render_with(&snapshot, "default"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "`apps/small/kustomization.yaml`: resources entry `../../base`: more than 2 files \
+             under the path and those its kustomizations reference"
+        ),
+        "{error}"
+    );
+
     // Only the Kustomize engine reports it: plain manifests beside a stray
     // kustomization deeper down render.
     let snapshot = cache

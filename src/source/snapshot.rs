@@ -368,6 +368,15 @@ impl<'a, 'r> Loader<'a, 'r> {
         loaded.map(|()| collected)
     }
 
+    /// For limit messages: what counts besides the path.
+    fn and_references(&self) -> &'static str {
+        if self.collected.is_some() {
+            " and those its kustomizations reference"
+        } else {
+            ""
+        }
+    }
+
     fn link_target(&self, oid: Oid) -> Result<String, SnapshotError> {
         let blob = self.repo.find_blob(oid).map_err(corrupt)?;
         Ok(String::from_utf8_lossy(blob.content()).into_owned())
@@ -382,8 +391,9 @@ impl<'a, 'r> Loader<'a, 'r> {
     fn add_file(&mut self, relative: &str, oid: Oid) -> Result<(), SnapshotError> {
         if self.count >= self.limits.max_files {
             return Err(SnapshotError::Limit(format!(
-                "more than {} files under the path",
-                self.limits.max_files
+                "more than {} files under the path{}",
+                self.limits.max_files,
+                self.and_references()
             )));
         }
         let blob = self.repo.find_blob(oid).map_err(corrupt)?;
@@ -397,7 +407,8 @@ impl<'a, 'r> Loader<'a, 'r> {
         self.total += size;
         if self.total > self.limits.max_total_bytes {
             return Err(SnapshotError::Limit(format!(
-                "the files under the path exceed {} bytes in total",
+                "the files under the path{} exceed {} bytes in total",
+                self.and_references(),
                 self.limits.max_total_bytes
             )));
         }
