@@ -283,7 +283,12 @@ impl LocalDirectory {
         } else if canonical.is_dir() {
             let mut listed = Vec::new();
             let mut visiting = vec![canonical.clone()];
-            self.walk(&canonical, &format!("{path}/"), &mut listed, &mut visiting)?;
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
+            self.walk(&canonical, &prefix, &mut listed, &mut visiting)?;
             for file in listed {
                 let bytes = self.read_under(&self.boundary, &file)?;
                 files.insert(file, bytes);
@@ -560,6 +565,24 @@ mod tests {
             "`overlays/prod/kustomization.yaml`: resources entry `../../base`: symlink \
              `base/leak.yaml` points outside the repository (outside a git checkout: outside \
              the directory), into a loop, or nowhere; windlass does not follow it"
+        );
+        fs::remove_file(repo.join("base/leak.yaml")).unwrap();
+
+        // A reference to the whole repository: all of it but the directory.
+        fs::write(
+            repo.join("overlays/prod/kustomization.yaml"),
+            "resources: [../..]\n",
+        )
+        .unwrap();
+        let found = tree.kustomize_outside().unwrap();
+        assert_eq!(
+            found.files.keys().collect::<Vec<_>>(),
+            [
+                "base/cm.yaml",
+                "base/kustomization.yaml",
+                "base/patches/p.yaml",
+                "unrelated.yaml"
+            ]
         );
         fs::remove_dir_all(&repo).unwrap();
         fs::remove_dir_all(&outside).unwrap();
