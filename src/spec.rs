@@ -548,6 +548,9 @@ pub struct PreviewTemplate {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The generated Applications' `source.renderer` (default `auto`).
+    #[serde(default, skip_serializing_if = "Renderer::is_auto")]
+    pub renderer: Renderer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
