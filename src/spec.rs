@@ -4,6 +4,7 @@
 //! ```text
 //!   Application
 //!   ├─ source       repoURL, ref, path, secretRef     → source::Repo + ref + path
+//!   │               renderer (auto: detected)         → render
 //!   ├─ environment  values/<env>.yaml of a chart      → render
 //!   ├─ values       inline values                     → render (layer 3)
 //!   ├─ destination  namespace                         → render + sync
@@ -119,6 +120,48 @@ pub struct Source {
     /// `identity` (SSH private key) and `known_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
+    /// Which engine renders the path: `auto` (the default) detects it from
+    /// the files; `plain`, `windlass-chart`, `kustomize` or `helm` skip
+    /// detection, and a path that is not of that kind is an error.
+    #[serde(default, skip_serializing_if = "Renderer::is_auto")]
+    pub renderer: Renderer,
+}
+
+/// `spec.source.renderer` (and the CLI's `--renderer`).
+#[derive(
+    Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Renderer {
+    /// Detect the engine from the files (the default).
+    #[default]
+    Auto,
+    /// Plain manifests: every .yaml/.yml/.json, not templated.
+    Plain,
+    /// A windlass chart: handlebars templates.
+    WindlassChart,
+    /// `kustomize build`.
+    Kustomize,
+    /// `helm template`.
+    Helm,
+}
+
+impl Renderer {
+    pub fn is_auto(&self) -> bool {
+        *self == Renderer::Auto
+    }
+
+    /// The engine it names; `None` for `auto` (detect).
+    pub fn engine(self) -> Option<crate::render::Engine> {
+        use crate::render::Engine;
+        match self {
+            Renderer::Auto => None,
+            Renderer::Plain => Some(Engine::Plain),
+            Renderer::WindlassChart => Some(Engine::WindlassChart),
+            Renderer::Kustomize => Some(Engine::Kustomize),
+            Renderer::Helm => Some(Engine::Helm),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -505,6 +548,9 @@ pub struct PreviewTemplate {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The generated Applications' `source.renderer` (default `auto`).
+    #[serde(default, skip_serializing_if = "Renderer::is_auto")]
+    pub renderer: Renderer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
@@ -917,6 +963,40 @@ mod tests {
         assert!(app.spec.sync.prune && !app.spec.sync.self_heal);
         assert!(app.spec.notifications.is_empty());
         assert_eq!(app.effective_restrictions(), None);
+    }
+
+    #[test]
+    fn the_renderer_is_auto_unless_named() {
+        let source = |renderer: Option<&str>| {
+            let mut json = serde_json::json!({ "repoURL": "https://git.example.com/d.git" });
+            if let Some(renderer) = renderer {
+                json["renderer"] = renderer.into();
+            }
+            serde_json::from_value::<Source>(json)
+        };
+        let auto = source(None).unwrap();
+        assert_eq!(auto.renderer, Renderer::Auto);
+        assert_eq!(auto.renderer.engine(), None);
+        // Not written when auto: existing manifests read back unchanged.
+        assert!(
+            serde_json::to_value(&auto)
+                .unwrap()
+                .get("renderer")
+                .is_none()
+        );
+        for (name, engine) in [
+            ("plain", crate::render::Engine::Plain),
+            ("windlass-chart", crate::render::Engine::WindlassChart),
+            ("kustomize", crate::render::Engine::Kustomize),
+            ("helm", crate::render::Engine::Helm),
+        ] {
+            let named = source(Some(name)).unwrap();
+            assert_eq!(named.renderer.engine().as_ref(), Some(&engine));
+            assert_eq!(engine.name(), name);
+            assert_eq!(serde_json::to_value(&named).unwrap()["renderer"], name);
+        }
+        let error = source(Some("jsonnet")).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `jsonnet`"), "{error}");
     }
 
     #[test]

@@ -235,6 +235,103 @@ fn render_takes_a_single_manifest_file() {
     );
 }
 
+#[test]
+fn renderer_names_the_engine_instead_of_detection() {
+    for verb in ["render", "diff", "sync"] {
+        let stdout = help(&[verb]);
+        assert!(stdout.contains("--renderer <RENDERER>"), "{verb}: {stdout}");
+        for value in ["auto", "plain", "windlass-chart", "kustomize", "helm"] {
+            assert!(stdout.contains(&format!("- {value}:")), "{verb}: {stdout}");
+        }
+    }
+
+    // A v2 Chart.yaml is Helm to detection; these templates are handlebars.
+    let dir = TempDir::new("cli-renderer");
+    write_files(
+        dir.path(),
+        &[
+            (
+                "chart/Chart.yaml",
+                "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+            ),
+            (
+                "chart/templates/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{release.name}}-config\n",
+            ),
+            ("overlay/kustomization.yaml", "resources: [cm.yaml]\n"),
+            ("overlay/cm.yaml", &support::configmap("web", "1")),
+        ],
+    );
+    let render = |path: &str, renderer: &str| {
+        let output = windlass_without_cluster()
+            .arg("render")
+            .arg(dir.path().join(path))
+            .args(["--renderer", renderer])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = render("chart", "windlass-chart");
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("name: web-config\n"), "{stdout}");
+
+    let (code, _, stderr) = render("overlay", "plain");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "renderer plain: `kustomization.yaml` is not a Kubernetes object but a kustomization"
+        ),
+        "{stderr}"
+    );
+    let (code, _, stderr) = render("overlay", "helm");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("overlay: renderer helm: no Chart.yaml here"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = render("overlay", "jsonnet");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'jsonnet' for '--renderer"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn render_builds_an_overlay_path_whose_base_is_outside_it() {
+    // In this checkout, tests/fixtures/kustomize/overlays/staging has
+    // `resources: [../../base]`.
+    let overlay = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kustomize/overlays/staging"
+    );
+    let tools = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/local/tools.sh"
+    ))
+    .arg("build")
+    .output()
+    .unwrap();
+    assert!(tools.status.success(), "{:?}", text(&tools));
+    let tools = String::from_utf8(tools.stdout).unwrap();
+    let kustomize = tools
+        .lines()
+        .find(|line| line.ends_with("/kustomize"))
+        .unwrap();
+    let output = windlass_without_cluster()
+        .args(["render", overlay, "--kustomize-bin", kustomize])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("name: staging-web\n") && stdout.contains("namespace: staging\n"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("rendered 4 objects,"), "{stderr}");
+}
+
 #[tokio::test]
 async fn check_passes_against_the_cluster_and_reports_its_version() {
     let client = support::client().await;

@@ -8,6 +8,8 @@
 //! last tests go through `render::render`: detection picks the engine, and
 //! the tool's output meets the checks plain manifests meet.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -801,4 +803,243 @@ fn render_runs_helm_and_checks_its_output_like_plain_manifests() {
             .contains("`helm template` output only hooks, which windlass does not run"),
         "{error}"
     );
+}
+
+// --- overlays that reference directories outside the application's path ------
+
+/// `kustomize build` run directly on a directory of the fixture.
+fn built(relative: &str) -> Vec<Value> {
+    let kustomize = tool_paths().kustomize.clone().unwrap();
+    let dir = fixture(relative);
+    direct(
+        &kustomize,
+        &[
+            "build",
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .1
+}
+
+fn objects(rendered: &Rendered) -> Vec<Value> {
+    rendered.objects.iter().map(|o| o.object.clone()).collect()
+}
+
+#[test]
+fn an_overlay_path_in_a_checkout_renders_with_the_base_outside_it() {
+    // overlays/<env> reference ../../base (and ../../components/monitoring),
+    // outside the path rendered; the checkout (this repository) is the
+    // boundary, as in Argo CD and Flux.
+    for environment in ["production", "staging"] {
+        let path = format!("kustomize/overlays/{environment}");
+        let tree = LocalDirectory::new(fixture(&path)).unwrap();
+        let rendered = render_with(&tree, "default").unwrap();
+        let expected = built(&path);
+        assert!(expected.len() >= 4, "{expected:#?}");
+        // The overlays set the namespace: windlass hands on exactly what
+        // kustomize built.
+        assert_eq!(objects(&rendered), expected, "{environment}");
+        assert_eq!(
+            rendered.objects[0].source.to_string(),
+            "`kustomize build .` document 1"
+        );
+    }
+}
+
+#[test]
+fn an_overlay_outside_a_checkout_cannot_reach_above_its_directory() {
+    let dir = support::git::TempDir::new("overlay-alone");
+    support::write_files(
+        dir.path(),
+        &[
+            ("base/kustomization.yaml", "resources: [cm.yaml]\n"),
+            ("base/cm.yaml", &configmap("a")),
+            (
+                "overlays/prod/kustomization.yaml",
+                "resources:\n  - ../../base\n",
+            ),
+        ],
+    );
+    // Outside a checkout the directory rendered is the whole repository.
+    let tree = LocalDirectory::new(dir.path().join("overlays/prod")).unwrap();
+    let error = render_with(&tree, "default").unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains(
+            "`kustomization.yaml`: resources entry `../../base` points outside the repository"
+        ),
+        "{message}"
+    );
+    // From the directory holding both, it is the overlay of an environment.
+    let tree = LocalDirectory::new(dir.path()).unwrap();
+    let mut input = RenderInput::new(&tree, "default");
+    let tools = tools();
+    input.tools = Some(&tools);
+    input.environment = Some("prod".into());
+    assert_eq!(render(&input).unwrap().objects.len(), 1);
+}
+
+/// The files of the Kustomize fixture, for a repository.
+fn kustomize_fixture_files() -> Vec<(String, String)> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{prefix}{}", entry.file_name().to_str().unwrap());
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.push((name, std::fs::read_to_string(entry.path()).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&fixture("kustomize"), "", &mut files);
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn an_overlay_path_in_a_git_repository_renders_and_watches_its_base() {
+    use windlass::source::{Credentials, Repo, SourceCache, SourceOptions};
+
+    let files = kustomize_fixture_files();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let served = support::git::ServedRepo::start("kustomize-outside", &files);
+    let cache = SourceCache::new(SourceOptions::new(served.root.path().join("cache")));
+    let repo = Repo::new(&served.url, Credentials::None).unwrap();
+    let first = cache.resolve(&repo, "main").await.unwrap();
+    for environment in ["production", "staging"] {
+        let path = format!("overlays/{environment}");
+        let snapshot = cache.snapshot(&repo, &first, &path).await.unwrap();
+        // Only the overlay's own files are the application's...
+        assert!(
+            snapshot.file_paths().all(|p| !p.contains("base")),
+            "{:?}",
+            snapshot.file_paths().collect::<Vec<_>>()
+        );
+        let rendered = tokio::task::spawn_blocking(move || render_with(&snapshot, "default"))
+            .await
+            .unwrap()
+            .unwrap();
+        // ...yet the build is the checkout's, byte for byte as JSON.
+        assert_eq!(
+            objects(&rendered),
+            built(&format!("kustomize/{path}")),
+            "{environment}"
+        );
+    }
+
+    // A push that changes only the base (or the component) wakes the
+    // overlay's application; one elsewhere does not.
+    let snapshot = cache
+        .snapshot(&repo, &first, "overlays/production")
+        .await
+        .unwrap();
+    let watched = snapshot.watched_paths();
+    assert_eq!(
+        watched,
+        ["overlays/production", "base", "components/monitoring"]
+    );
+    served.repo.commit(
+        &[("overlays/staging/kustomization.yaml", "resources: []\n")],
+        "staging only",
+    );
+    let staging_only = cache.resolve(&repo, "main").await.unwrap();
+    assert!(
+        !cache
+            .changed(&repo, first.commit, staging_only.commit, &watched)
+            .await
+            .unwrap()
+    );
+    served
+        .repo
+        .commit(&[("base/settings.properties", "retries=5\n")], "base only");
+    let base_only = cache.resolve(&repo, "main").await.unwrap();
+    assert!(
+        cache
+            .changed(&repo, staging_only.commit, base_only.commit, &watched)
+            .await
+            .unwrap(),
+        "the base the overlay builds on changed"
+    );
+}
+
+#[tokio::test]
+async fn a_git_overlay_whose_reference_leaves_the_repository_names_it() {
+    use windlass::source::{Credentials, Repo, SourceCache, SourceOptions};
+
+    let served = support::git::ServedRepo::start(
+        "kustomize-escape",
+        &[
+            (
+                "apps/web/kustomization.yaml",
+                "resources:\n  - ../../../x\n",
+            ),
+            ("apps/plain/cm.yaml", &configmap("a")),
+            (
+                "apps/plain/docs/Kustomization",
+                "resources: [../../../../x]\n",
+            ),
+        ],
+    );
+    let cache = SourceCache::new(SourceOptions::new(served.root.path().join("cache")));
+    let repo = Repo::new(&served.url, Credentials::None).unwrap();
+    let resolved = cache.resolve(&repo, "main").await.unwrap();
+    let snapshot = cache.snapshot(&repo, &resolved, "apps/web").await.unwrap();
+    let error = tokio::task::spawn_blocking(move || render_with(&snapshot, "default"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "`apps/web/kustomization.yaml`: resources entry `../../../x` points outside the \
+             repository"
+        ),
+        "{error}"
+    );
+    // The same limits as the path's: past them, the reference is named.
+    let mut options = SourceOptions::new(served.root.path().join("cache-small"));
+    options.limits.max_files = 2;
+    let small = SourceCache::new(options);
+    served.repo.commit(
+        &[
+            ("apps/small/kustomization.yaml", "resources: [../../base]\n"),
+            ("base/a.yaml", "a"),
+            ("base/b.yaml", "b"),
+        ],
+        "a base of two files",
+    );
+    let resolved_small = small.resolve(&repo, "main").await.unwrap();
+    let snapshot = small
+        .snapshot(&repo, &resolved_small, "apps/small")
+        .await
+        .unwrap();
+    let error = tokio::task::spawn_blocking(move || render_with(&snapshot, "default"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "`apps/small/kustomization.yaml`: resources entry `../../base`: more than 2 files \
+             under the path and those its kustomizations reference"
+        ),
+        "{error}"
+    );
+
+    // Only the Kustomize engine reports it: plain manifests beside a stray
+    // kustomization deeper down render.
+    let snapshot = cache
+        .snapshot(&repo, &resolved, "apps/plain")
+        .await
+        .unwrap();
+    let rendered = tokio::task::spawn_blocking(move || render_with(&snapshot, "default"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rendered.objects.len(), 1);
 }

@@ -7,6 +7,8 @@
 //!                 --env
 //!   WaitArgs      --no-wait, --timeout                sync, rollback
 //!   LockArgs      --lock-timeout                      sync, rollback, uninstall
+//!   RendererArgs  --renderer                          render, diff, sync
+//!   RenderToolArgs --kustomize-bin, --helm-bin        render, diff, sync, controller
 //! ```
 //!
 //! `-f` is `--values` in every verb, as in Helm (`helm template|upgrade -f
@@ -210,4 +212,14 @@ impl RenderToolArgs {
         }
         crate::render::tool::ExternalTools::new(paths)
     }
+}
+
+/// Which engine renders the path, when detection is not wanted.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RendererArgs {
+    /// The engine for the path instead of detecting it (over the
+    /// Application's spec.source.renderer): auto detects; a path that is
+    /// not of the kind named is an error.
+    #[arg(help_heading = RENDERERS, long, value_enum, value_name = "RENDERER")]
+    pub renderer: Option<crate::spec::Renderer>,
 }

@@ -65,6 +65,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub renderers: super::args::RenderToolArgs,
+
+    #[command(flatten)]
+    pub renderer: super::args::RendererArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &Args, out: &mut impl Write) -> anyhow::Result<ExitStatus> {
@@ -101,6 +104,7 @@ fn render_args(global: &GlobalArgs, args: &Args) -> anyhow::Result<Rendered> {
     input.values = args.values.layers(&input.limits)?;
     input.set = args.values.set_values()?;
     input.allow_empty = args.allow_empty;
+    input.engine = args.renderer.renderer.and_then(|r| r.engine());
     let tools = args.renderers.tools();
     input.tools = Some(&tools);
     Ok(render::render(&input)?)

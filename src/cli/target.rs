@@ -132,6 +132,8 @@ pub struct TargetArgs {
     pub credentials: CredentialArgs,
     #[command(flatten)]
     pub renderers: super::args::RenderToolArgs,
+    #[command(flatten)]
+    pub renderer: super::args::RendererArgs,
     /// Longest a git network operation may take: a Go duration (90s, 2m)
     /// or seconds.
     #[arg(help_heading = GIT, long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_flag)]
@@ -145,6 +147,7 @@ impl TargetArgs {
         let mut ignore = Vec::new();
         let mut allow_empty = false;
         let mut restrictions = None;
+        let mut engine = None;
         let (app, destination, source, mut environment) = if let Some(file) = &self.app_file {
             let application = read_application(file)?;
             let mut application = application;
@@ -169,6 +172,7 @@ impl TargetArgs {
             ignore = target.ignore;
             allow_empty = target.allow_empty;
             restrictions = target.restrictions;
+            engine = target.engine;
             (
                 target.app,
                 target.namespace,
@@ -210,6 +214,9 @@ impl TargetArgs {
         if self.values.environment.is_some() {
             environment = self.values.environment.clone();
         }
+        if let Some(renderer) = self.renderer.renderer {
+            engine = renderer.engine();
+        }
         values.extend(self.values.layers(&Default::default())?);
         let set = self.values.set_values()?;
         Ok(Target {
@@ -224,6 +231,7 @@ impl TargetArgs {
             tools: Some(std::sync::Arc::new(self.renderers.tools())),
             allow_empty,
             restrictions,
+            engine,
         })
     }
 }

@@ -141,6 +141,7 @@ pub fn generated_application(preview: &Preview, live: &LivePreview) -> Applicati
             reference: Some(r.commit.clone()),
             path: template.path.as_deref().map(|p| placeholders.substitute(p)),
             secret_ref: preview.spec.source.secret_ref.clone(),
+            renderer: template.renderer,
         },
         environment: template
             .environment
@@ -260,6 +261,7 @@ mod tests {
             "template": {
                 "path": "deploy/{{slug}}",
                 "environment": "preview",
+                "renderer": "kustomize",
                 "values": { "host": "{{slug}}.example.com", "image": { "tag": "{{shortSha}}" } },
                 "sync": { "selfHeal": true, "interval": "30s", "automated": false },
             },
@@ -272,6 +274,7 @@ mod tests {
         assert_eq!(app.spec.source.reference.as_deref(), Some(SHA));
         assert_eq!(app.spec.source.path.as_deref(), Some("deploy/pr-7"));
         assert_eq!(app.spec.source.secret_ref.as_ref().unwrap().name, "git");
+        assert_eq!(app.spec.source.renderer, crate::spec::Renderer::Kustomize);
         let values = serde_json::Value::Object(app.spec.values.clone().unwrap());
         assert_eq!(values["host"], "pr-7.example.com");
         assert_eq!(values["image"]["tag"], "4f2a9c1");

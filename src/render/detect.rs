@@ -19,6 +19,11 @@
 //! dependencies must have each vendored in `charts/` (a directory with a
 //! `Chart.yaml`, or a `.tgz`): windlass never fetches charts.
 //!
+//! Detection is skipped when the Application names its renderer
+//! (`spec.source.renderer: plain | windlass-chart | kustomize | helm`, or
+//! `--renderer`); [`check_named`] then checks that the tree fits it, and
+//! says what is missing when it does not.
+//!
 //! [`detect`] is pure (file list and `Chart.yaml` text in);
 //! [`detect_tree`] and [`detect_in`] read what it needs through the
 //! [`FileTree`]. [`super::render`] calls [`detect_in`] with the files
@@ -53,6 +58,18 @@ pub enum Engine {
     Helm,
 }
 
+impl Engine {
+    /// The name `spec.source.renderer` and `--renderer` give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Plain => "plain",
+            Engine::WindlassChart => "windlass-chart",
+            Engine::Kustomize => "kustomize",
+            Engine::Helm => "helm",
+        }
+    }
+}
+
 /// What [`detect`] needs to know about `Chart.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ChartFacts {
@@ -71,14 +88,9 @@ pub fn detect<S: AsRef<str>>(
     read: &mut dyn FnMut(&str) -> Result<String, ExternalError>,
     limits: &Limits,
 ) -> Result<Engine, ExternalError> {
-    let files = || files.iter().map(|f| f.as_ref());
-    let has = |path: &str| files().any(|f| f == path);
-    let is_overlay = |path: &str| {
-        path.strip_prefix("overlays/")
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(_, name)| KUSTOMIZATION_FILES.contains(&name))
-    };
-    if KUSTOMIZATION_FILES.iter().any(|name| has(name)) || files().any(is_overlay) {
+    let paths = || files.iter().map(|f| f.as_ref());
+    let has = |path: &str| paths().any(|f| f == path);
+    if is_kustomize(files) {
         return Ok(Engine::Kustomize);
     }
 
@@ -91,7 +103,7 @@ pub fn detect<S: AsRef<str>>(
             Some("v2") => true,
             Some("v1") => {
                 let mut go = false;
-                for template in files().filter(|f| f.starts_with("templates/")) {
+                for template in paths().filter(|f| f.starts_with("templates/")) {
                     if has_go_template(&read(template)?) {
                         go = true;
                         break;
@@ -112,18 +124,11 @@ pub fn detect<S: AsRef<str>>(
         if !is_helm {
             return Ok(Engine::WindlassChart);
         }
-        let mut dependencies = chart.dependencies;
-        if has("requirements.yaml") {
-            dependencies.extend(dependency_names(
-                &load_map("requirements.yaml", &read("requirements.yaml")?, limits)?,
-                "requirements.yaml",
-            )?);
-        }
-        check_vendored(&chart.name, &dependencies, files())?;
+        check_helm_dependencies(chart, files, read, limits)?;
         return Ok(Engine::Helm);
     }
 
-    if let Some(jsonnet) = files().find(|f| f.ends_with(".jsonnet") || f.ends_with(".libsonnet")) {
+    if let Some(jsonnet) = paths().find(|f| f.ends_with(".jsonnet") || f.ends_with(".libsonnet")) {
         return Err(ExternalError::Unsupported {
             tree: String::new(),
             reason: format!(
@@ -133,6 +138,110 @@ pub fn detect<S: AsRef<str>>(
         });
     }
     Ok(Engine::Plain)
+}
+
+/// A kustomization file at the root, or in `overlays/<env>/`.
+fn is_kustomize<S: AsRef<str>>(files: &[S]) -> bool {
+    files.iter().map(|f| f.as_ref()).any(|path| {
+        KUSTOMIZATION_FILES.contains(&path)
+            || path
+                .strip_prefix("overlays/")
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, name)| KUSTOMIZATION_FILES.contains(&name))
+    })
+}
+
+/// A Helm chart's dependencies (`Chart.yaml`, v1 `requirements.yaml`) must
+/// be vendored.
+fn check_helm_dependencies<S: AsRef<str>>(
+    chart: ChartFacts,
+    files: &[S],
+    read: &mut dyn FnMut(&str) -> Result<String, ExternalError>,
+    limits: &Limits,
+) -> Result<(), ExternalError> {
+    let mut dependencies = chart.dependencies;
+    if files.iter().any(|f| f.as_ref() == "requirements.yaml") {
+        dependencies.extend(dependency_names(
+            &load_map("requirements.yaml", &read("requirements.yaml")?, limits)?,
+            "requirements.yaml",
+        )?);
+    }
+    check_vendored(&chart.name, &dependencies, files.iter().map(|f| f.as_ref()))
+}
+
+/// Checks that a tree fits the engine named for it (`spec.source.renderer`,
+/// `--renderer`), instead of detecting one: Kustomize needs a kustomization
+/// file where [`detect`] looks for one, a chart (windlass or Helm) a
+/// `Chart.yaml` (and Helm its dependencies vendored); plain manifests must
+/// not include a kustomization or `Chart.yaml`, which are not objects
+/// (leave them out with `.windlassignore`). The error says which renderer
+/// was named and what is missing.
+pub fn check_named<S: AsRef<str>>(
+    engine: &Engine,
+    files: &[S],
+    read: &mut dyn FnMut(&str) -> Result<String, ExternalError>,
+    limits: &Limits,
+) -> Result<(), ExternalError> {
+    let has = |path: &str| files.iter().any(|f| f.as_ref() == path);
+    let wrong = |reason: String| ExternalError::WrongRenderer {
+        tree: String::new(),
+        renderer: engine.name(),
+        reason,
+    };
+    match engine {
+        Engine::Kustomize if !is_kustomize(files) => Err(wrong(
+            "no kustomization.yaml here, nor in overlays/<environment>/".into(),
+        )),
+        Engine::WindlassChart | Engine::Helm if !has("Chart.yaml") => {
+            Err(wrong("no Chart.yaml here".into()))
+        }
+        Engine::Helm => {
+            let chart = chart_facts(&read("Chart.yaml")?, limits)?;
+            check_helm_dependencies(chart, files, read, limits)
+        }
+        Engine::Plain => {
+            let metadata = files.iter().map(|f| f.as_ref()).find(|path| {
+                let name = path.rsplit('/').next().unwrap_or(path);
+                matches!(
+                    name,
+                    "kustomization.yaml" | "kustomization.yml" | "Chart.yaml"
+                )
+            });
+            match metadata {
+                Some(path) => Err(wrong(format!(
+                    "`{path}` is not a Kubernetes object but a {}; name the renderer it \
+                     belongs to, or list it in .windlassignore",
+                    if path.ends_with("Chart.yaml") {
+                        "chart's metadata"
+                    } else {
+                        "kustomization"
+                    }
+                ))),
+                None => Ok(()),
+            }
+        }
+        Engine::Kustomize | Engine::WindlassChart => Ok(()),
+    }
+}
+
+/// [`check_named`] on `files` of a tree, reading through it.
+pub fn check_named_in<S: AsRef<str>>(
+    tree: &dyn FileTree,
+    files: &[S],
+    engine: &Engine,
+    limits: &Limits,
+) -> Result<(), ExternalError> {
+    let mut read = reader(tree, limits);
+    check_named(engine, files, &mut read, limits).map_err(|error| match error {
+        ExternalError::WrongRenderer {
+            renderer, reason, ..
+        } => ExternalError::WrongRenderer {
+            tree: tree.describe(),
+            renderer,
+            reason,
+        },
+        other => other,
+    })
 }
 
 /// [`detect`] on a tree, reading through it.
@@ -151,11 +260,26 @@ pub fn detect_in<S: AsRef<str>>(
     files: &[S],
     limits: &Limits,
 ) -> Result<Engine, ExternalError> {
-    let files_error = |error| ExternalError::Files {
-        tree: tree.describe(),
-        error,
-    };
-    let mut read = |path: &str| -> Result<String, ExternalError> {
+    let mut read = reader(tree, limits);
+    detect(files, &mut read, limits).map_err(|error| match error {
+        ExternalError::Unsupported { reason, .. } => ExternalError::Unsupported {
+            tree: tree.describe(),
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// Reads a file of `tree` as text within the per-file limit.
+fn reader<'a>(
+    tree: &'a dyn FileTree,
+    limits: &'a Limits,
+) -> impl FnMut(&str) -> Result<String, ExternalError> + 'a {
+    move |path: &str| {
+        let files_error = |error| ExternalError::Files {
+            tree: tree.describe(),
+            error,
+        };
         let bytes = tree.read(path).map_err(files_error)?;
         let size = bytes.len() as u64;
         if size > limits.max_file_bytes {
@@ -167,14 +291,7 @@ pub fn detect_in<S: AsRef<str>>(
         }
         // Binary templates cannot hold Go templates; treat them as empty.
         Ok(String::from_utf8(bytes).unwrap_or_default())
-    };
-    detect(files, &mut read, limits).map_err(|error| match error {
-        ExternalError::Unsupported { reason, .. } => ExternalError::Unsupported {
-            tree: tree.describe(),
-            reason,
-        },
-        other => other,
-    })
+    }
 }
 
 /// Go template syntax a handlebars template would not have: trim markers,
@@ -436,5 +553,74 @@ mod tests {
             Engine::Plain
         );
         assert_eq!(engine(&[]).unwrap(), Engine::Plain);
+    }
+
+    fn named(engine: Engine, files: &[(&str, &str)]) -> Result<(), ExternalError> {
+        let tree = files
+            .iter()
+            .fold(MemoryTree::new("overlays/prod"), |tree, (path, text)| {
+                tree.with(*path, *text)
+            });
+        let paths = tree.files().unwrap();
+        check_named_in(&tree, &paths, &engine, &Limits::default())
+    }
+
+    #[test]
+    fn a_named_renderer_must_fit_the_tree() {
+        let kustomization = [("kustomization.yaml", "resources: []\n"), ("a.yaml", "")];
+        let chart = [("Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")];
+        let plain = [("a.yaml", ""), ("b/c.json", "")];
+
+        named(Engine::Kustomize, &kustomization).unwrap();
+        named(Engine::Kustomize, &[("overlays/qa/Kustomization", "")]).unwrap();
+        let error = named(Engine::Kustomize, &plain).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "overlays/prod: renderer kustomize: no kustomization.yaml here, nor in \
+             overlays/<environment>/"
+        );
+
+        named(Engine::Helm, &chart).unwrap();
+        named(Engine::WindlassChart, &chart).unwrap();
+        for engine in [Engine::Helm, Engine::WindlassChart] {
+            let error = named(engine.clone(), &kustomization).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "overlays/prod: renderer {}: no Chart.yaml here",
+                    engine.name()
+                )
+            );
+        }
+        // Helm's dependencies must still be vendored.
+        let unvendored = "apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n  \
+                          - name: redis\n";
+        assert!(matches!(
+            named(Engine::Helm, &[("Chart.yaml", unvendored)]),
+            Err(ExternalError::DependenciesNotVendored { .. })
+        ));
+
+        // Plain: what detection would have chosen is overridden...
+        named(Engine::Plain, &plain).unwrap();
+        named(
+            Engine::Plain,
+            &[("overlays/qa/Kustomization", ""), ("a.yaml", "")],
+        )
+        .unwrap();
+        // ...but a kustomization or Chart.yaml read as a manifest is refused.
+        let error = named(Engine::Plain, &kustomization).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "overlays/prod: renderer plain: `kustomization.yaml` is not a Kubernetes object but \
+             a kustomization; name the renderer it belongs to, or list it in .windlassignore"
+        );
+        let error = named(Engine::Plain, &[("a.yaml", ""), ("sub/Chart.yaml", "")]).unwrap_err();
+        assert!(
+            error.to_string().contains(
+                "`sub/Chart.yaml` is not a Kubernetes object but a \
+                                        chart's metadata"
+            ),
+            "{error}"
+        );
     }
 }

@@ -21,13 +21,18 @@
 //!   checkout it is the directory itself. A target outside the boundary, a
 //!   dangling link or a loop is an error naming the link;
 //! - a file larger than the per-file limit, or reads adding up to more than
-//!   the total limit, are errors naming the file and the limit.
+//!   the total limit, are errors naming the file and the limit;
+//! - for the Kustomize engine, what the directory's kustomizations reference
+//!   outside it (`resources: [../../base]`) is read too, within the same
+//!   boundary and limits ([`FileTree::kustomize_outside`]).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::kustomize::{OutsideFiles, ReferenceError, gather_outside};
 
 /// Default per-file limit of [`LocalDirectory`]: 4 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -44,6 +49,13 @@ pub trait FileTree: Send + Sync {
     fn files(&self) -> Result<Vec<String>, FileTreeError>;
     /// The bytes of one file (path as returned by `files`).
     fn read(&self, path: &str) -> Result<Vec<u8>, FileTreeError>;
+    /// What the tree's kustomizations reference outside it in its
+    /// repository (`resources: [../../base]`), with the tree's own path
+    /// there; only the Kustomize engine asks. Default: nothing (a tree that
+    /// stands alone).
+    fn kustomize_outside(&self) -> Result<OutsideFiles, FileTreeError> {
+        Ok(OutsideFiles::default())
+    }
 }
 
 /// Why a file tree could not be listed or read.
@@ -69,6 +81,9 @@ pub enum FileTreeError {
          directory), into a loop, or nowhere; windlass does not follow it"
     )]
     SymlinkOutside { path: String },
+
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
 
     #[error("{0}")]
     Other(String),
@@ -214,12 +229,83 @@ impl FileTree for LocalDirectory {
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, FileTreeError> {
+        self.read_under(&self.canonical_root, path)
+    }
+
+    /// The kustomizations of the directory, followed out of it within the
+    /// boundary (the enclosing git checkout), which stands for the
+    /// repository.
+    fn kustomize_outside(&self) -> Result<OutsideFiles, FileTreeError> {
+        let app_path = self
+            .canonical_root
+            .strip_prefix(&self.boundary)
+            .ok()
+            .and_then(Path::to_str)
+            .unwrap_or_default()
+            .to_string();
+        let in_repo = |path: &str| {
+            if app_path.is_empty() {
+                path.to_string()
+            } else {
+                format!("{app_path}/{path}")
+            }
+        };
+        let mut kustomizations = Vec::new();
+        for path in self.files()? {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            if super::detect::KUSTOMIZATION_FILES.contains(&name) {
+                let text = String::from_utf8_lossy(&self.read(&path)?).into_owned();
+                kustomizations.push((in_repo(&path), text));
+            }
+        }
+        let mut load = |path: &str| self.load_in_boundary(path).map_err(|e| e.to_string());
+        Ok(gather_outside(&app_path, kustomizations, &mut load)?)
+    }
+}
+
+impl LocalDirectory {
+    /// The files at `path` (relative to the boundary): a directory's,
+    /// recursively, or the file itself, keyed relative to the boundary;
+    /// none when nothing is there.
+    fn load_in_boundary(&self, path: &str) -> Result<BTreeMap<String, Vec<u8>>, FileTreeError> {
+        let mut files = BTreeMap::new();
+        let full = self.boundary.join(path);
+        let Ok(canonical) = fs::canonicalize(&full) else {
+            return Ok(files);
+        };
+        if !canonical.starts_with(&self.boundary) {
+            return Err(FileTreeError::SymlinkOutside {
+                path: path.to_string(),
+            });
+        }
+        if canonical.is_file() {
+            files.insert(path.to_string(), self.read_under(&self.boundary, path)?);
+        } else if canonical.is_dir() {
+            let mut listed = Vec::new();
+            let mut visiting = vec![canonical.clone()];
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
+            self.walk(&canonical, &prefix, &mut listed, &mut visiting)?;
+            for file in listed {
+                let bytes = self.read_under(&self.boundary, &file)?;
+                files.insert(file, bytes);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Reads `path` relative to `base` (the root or the boundary), never
+    /// out of the boundary, within the limits.
+    fn read_under(&self, base: &Path, path: &str) -> Result<Vec<u8>, FileTreeError> {
         if !is_clean_relative(path) {
             return Err(FileTreeError::NotFound {
                 path: path.to_string(),
             });
         }
-        let full = self.canonical_root.join(path);
+        let full = base.join(path);
         let io = |error: std::io::Error| match error.kind() {
             std::io::ErrorKind::NotFound => FileTreeError::NotFound {
                 path: path.to_string(),
@@ -433,6 +519,73 @@ mod tests {
         assert_eq!(tree.files().unwrap(), ["base/labels.yaml"]);
         assert_eq!(tree.read("base/labels.yaml").unwrap(), b"l");
         fs::remove_dir_all(&repo).unwrap();
+    }
+
+    #[test]
+    fn kustomizations_reach_outside_the_directory_within_the_checkout() {
+        let repo = scratch("kustomize-outside");
+        let outside = scratch("kustomize-outside-elsewhere");
+        fs::create_dir_all(repo.join(".git")).unwrap();
+        fs::create_dir_all(repo.join("overlays/prod")).unwrap();
+        fs::create_dir_all(repo.join("base/patches")).unwrap();
+        fs::write(
+            repo.join("overlays/prod/kustomization.yaml"),
+            "resources: [../../base, ../../missing]\n",
+        )
+        .unwrap();
+        fs::write(
+            repo.join("base/kustomization.yaml"),
+            "resources: [cm.yaml]\n",
+        )
+        .unwrap();
+        fs::write(repo.join("base/cm.yaml"), "cm").unwrap();
+        fs::write(repo.join("base/patches/p.yaml"), "p").unwrap();
+        fs::write(repo.join("unrelated.yaml"), "u").unwrap();
+        let tree = LocalDirectory::new(repo.join("overlays/prod")).unwrap();
+        let found = tree.kustomize_outside().unwrap();
+        assert_eq!(found.app_path, "overlays/prod");
+        assert_eq!(
+            found.files.keys().collect::<Vec<_>>(),
+            [
+                "base/cm.yaml",
+                "base/kustomization.yaml",
+                "base/patches/p.yaml"
+            ]
+        );
+        assert_eq!(found.files["base/cm.yaml"], b"cm");
+        // The tree itself is still only the overlay.
+        assert_eq!(tree.files().unwrap(), ["kustomization.yaml"]);
+
+        // A symlink in the base that leaves the checkout is refused, named.
+        fs::write(outside.join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), repo.join("base/leak.yaml")).unwrap();
+        let error = tree.kustomize_outside().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`overlays/prod/kustomization.yaml`: resources entry `../../base`: symlink \
+             `base/leak.yaml` points outside the repository (outside a git checkout: outside \
+             the directory), into a loop, or nowhere; windlass does not follow it"
+        );
+        fs::remove_file(repo.join("base/leak.yaml")).unwrap();
+
+        // A reference to the whole repository: all of it but the directory.
+        fs::write(
+            repo.join("overlays/prod/kustomization.yaml"),
+            "resources: [../..]\n",
+        )
+        .unwrap();
+        let found = tree.kustomize_outside().unwrap();
+        assert_eq!(
+            found.files.keys().collect::<Vec<_>>(),
+            [
+                "base/cm.yaml",
+                "base/kustomization.yaml",
+                "base/patches/p.yaml",
+                "unrelated.yaml"
+            ]
+        );
+        fs::remove_dir_all(&repo).unwrap();
+        fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]

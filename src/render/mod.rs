@@ -5,7 +5,8 @@
 //! ```text
 //!   RenderInput { tree: &dyn FileTree, environment, values, --set, namespace, git, scopes,
 //!                 limits, tools, allow_empty }
-//!        │ detect: one rule (see [`detect`])
+//!        │ detect: one rule (see [`detect`]), unless an engine is named
+//!        │ (`spec.source.renderer`, `--renderer`: checked to fit the tree)
 //!        ├─ plain manifests: every .yaml/.yml/.json, path order ────────────┐
 //!        ├─ windlass chart: values layered, handlebars templates ───────────┤
 //!        ├─ Kustomize: `kustomize build` (overlays/<environment>) ──────────┤
@@ -225,6 +226,9 @@ pub struct RenderInput<'a> {
     /// Whether a render with no objects is a result. `false`: it is an
     /// error ([`Error::Empty`]): far more often a wrong path than an intent.
     pub allow_empty: bool,
+    /// The engine named for the tree (`spec.source.renderer`,
+    /// `--renderer`); `None`: detected ([`detect`]).
+    pub engine: Option<Engine>,
 }
 
 impl<'a> RenderInput<'a> {
@@ -243,6 +247,7 @@ impl<'a> RenderInput<'a> {
             limits: Limits::default(),
             tools: None,
             allow_empty: false,
+            engine: None,
         }
     }
 }
@@ -261,6 +266,7 @@ impl fmt::Debug for RenderInput<'_> {
             .field("limits", &self.limits)
             .field("tools", &self.tools)
             .field("allow_empty", &self.allow_empty)
+            .field("engine", &self.engine)
             .finish_non_exhaustive()
     }
 }
@@ -626,7 +632,13 @@ pub fn render(input: &RenderInput<'_>) -> Result<Rendered, Error> {
         .iter()
         .filter(|path| path.as_str() != IGNORE_FILE && !rules.is_ignored(path))
         .collect();
-    let engine = detect::detect_in(tree, &kept, &input.limits)?;
+    let engine = match &input.engine {
+        Some(named) => {
+            detect::check_named_in(tree, &kept, named, &input.limits)?;
+            named.clone()
+        }
+        None => detect::detect_in(tree, &kept, &input.limits)?,
+    };
 
     let mut documents = Documents {
         limits: input.limits,

@@ -1173,3 +1173,67 @@ fn unsupported_formats_are_named() {
     let tree = tree.with(".windlassignore", "*.jsonnet\n");
     assert_eq!(names(&rendered(&tree)), ["ConfigMap a -n apps"]);
 }
+
+// ---- a named renderer ----------------------------------------------------------
+
+fn render_as(tree: &MemoryTree, engine: Engine) -> Result<Rendered, Error> {
+    let mut input = RenderInput::new(tree, "apps");
+    input.engine = Some(engine);
+    render(&input)
+}
+
+#[test]
+fn a_named_renderer_replaces_detection() {
+    // Detection sees an overlay and picks Kustomize; named plain, the
+    // manifests render as they are (`Kustomization` is not a manifest).
+    let tree = MemoryTree::new("repo")
+        .with("overlays/qa/Kustomization", "resources: [../../cm.yaml]\n")
+        .with("cm.yaml", config_map("a"));
+    assert_eq!(
+        detect::detect_tree(&tree, &Limits::default()).unwrap(),
+        Engine::Kustomize
+    );
+    let result = render_as(&tree, Engine::Plain).unwrap();
+    assert_eq!(names(&result), ["ConfigMap a -n apps"]);
+
+    // A v2 Chart.yaml is Helm to detection; named windlass-chart, its
+    // handlebars templates render.
+    let chart = MemoryTree::new("chart")
+        .with("Chart.yaml", "apiVersion: v2\nname: web\nversion: 1.0.0\n")
+        .with("templates/cm.yaml", config_map("{{release.name}}-cm"));
+    let result = render_as(&chart, Engine::WindlassChart).unwrap();
+    assert_eq!(names(&result), ["ConfigMap web-cm -n apps"]);
+}
+
+#[test]
+fn a_named_renderer_that_does_not_fit_says_so() {
+    // Plain over a kustomization: refused, not read as an object.
+    let tree = MemoryTree::new("overlays/prod")
+        .with("kustomization.yaml", "resources: [cm.yaml]\n")
+        .with("cm.yaml", config_map("a"));
+    let error = render_as(&tree, Engine::Plain).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "overlays/prod: renderer plain: `kustomization.yaml` is not a Kubernetes object"
+        ),
+        "{error}"
+    );
+    // ...unless it is left out.
+    let ignored = tree.clone().with(".windlassignore", "kustomization.yaml\n");
+    assert_eq!(
+        names(&render_as(&ignored, Engine::Plain).unwrap()),
+        ["ConfigMap a -n apps"]
+    );
+
+    let plain = MemoryTree::new("overlays/prod").with("cm.yaml", config_map("a"));
+    let error = render_as(&plain, Engine::Kustomize)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "overlays/prod: renderer kustomize: no kustomization.yaml here, nor in \
+         overlays/<environment>/"
+    );
+    let error = render_as(&plain, Engine::Helm).unwrap_err().to_string();
+    assert_eq!(error, "overlays/prod: renderer helm: no Chart.yaml here");
+}

@@ -277,6 +277,15 @@ pub enum ExternalError {
 
     #[error("{tree}: {reason}")]
     Unsupported { tree: String, reason: String },
+
+    /// The renderer named for the tree (`spec.source.renderer`,
+    /// `--renderer`) does not fit it.
+    #[error("{tree}: renderer {renderer}: {reason}")]
+    WrongRenderer {
+        tree: String,
+        renderer: &'static str,
+        reason: String,
+    },
 }
 
 /// One object a tool rendered, parsed by windlass's YAML loader, in the
@@ -370,35 +379,26 @@ impl Workspace {
         dir: &str,
         limits: &Limits,
     ) -> Result<PathBuf, ExternalError> {
+        self.materialise_counted(tool, tree, dir, limits, &mut 0)
+    }
+
+    /// [`Workspace::materialise`], adding the bytes written to `total`
+    /// (which counts against the total limit, with what was written before).
+    pub fn materialise_counted(
+        &self,
+        tool: Tool,
+        tree: &dyn FileTree,
+        dir: &str,
+        limits: &Limits,
+        total: &mut u64,
+    ) -> Result<PathBuf, ExternalError> {
         let files_error = |error| ExternalError::Files {
             tree: tree.describe(),
             error,
         };
-        let mut total = 0u64;
         for path in tree.files().map_err(files_error)? {
-            if !is_clean_relative(&path) {
-                return Err(files_error(FileTreeError::Io {
-                    path,
-                    reason: "not a clean relative path".into(),
-                }));
-            }
             let bytes = tree.read(&path).map_err(files_error)?;
-            let size = bytes.len() as u64;
-            if size > limits.max_file_bytes {
-                return Err(files_error(FileTreeError::TooLarge {
-                    path,
-                    size,
-                    limit: limits.max_file_bytes,
-                }));
-            }
-            total += size;
-            if total > limits.max_total_bytes {
-                return Err(files_error(FileTreeError::TotalTooLarge {
-                    path,
-                    limit: limits.max_total_bytes,
-                }));
-            }
-            self.write(tool, &format!("{dir}/{path}"), &bytes)?;
+            self.write_checked(tool, &tree.describe(), dir, &path, &bytes, limits, total)?;
         }
         let root = self.root.join(dir);
         fs::create_dir_all(&root).map_err(|error| ExternalError::Workspace {
@@ -406,6 +406,63 @@ impl Workspace {
             reason: error.to_string(),
         })?;
         Ok(root)
+    }
+
+    /// Writes `files` (path relative to `dir` → content) under `dir`, within
+    /// the limits, counting into `total`; `tree` names them in errors.
+    pub fn write_files(
+        &self,
+        tool: Tool,
+        tree: &str,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+        dir: &str,
+        limits: &Limits,
+        total: &mut u64,
+    ) -> Result<(), ExternalError> {
+        for (path, bytes) in files {
+            self.write_checked(tool, tree, dir, path, bytes, limits, total)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_checked(
+        &self,
+        tool: Tool,
+        tree: &str,
+        dir: &str,
+        path: &str,
+        bytes: &[u8],
+        limits: &Limits,
+        total: &mut u64,
+    ) -> Result<(), ExternalError> {
+        let files_error = |error| ExternalError::Files {
+            tree: tree.to_string(),
+            error,
+        };
+        if !is_clean_relative(path) {
+            return Err(files_error(FileTreeError::Io {
+                path: path.to_string(),
+                reason: "not a clean relative path".into(),
+            }));
+        }
+        let size = bytes.len() as u64;
+        if size > limits.max_file_bytes {
+            return Err(files_error(FileTreeError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: limits.max_file_bytes,
+            }));
+        }
+        *total += size;
+        if *total > limits.max_total_bytes {
+            return Err(files_error(FileTreeError::TotalTooLarge {
+                path: path.to_string(),
+                limit: limits.max_total_bytes,
+            }));
+        }
+        self.write(tool, &format!("{dir}/{path}"), bytes)?;
+        Ok(())
     }
 }
 

@@ -174,9 +174,14 @@ pub struct Snapshot {
     pub ref_name: String,
     pub path: String,
     files: std::collections::BTreeMap<String, Vec<u8>>,
-    /// Repository paths outside `path` that symlinks led to; change detection
-    /// must watch them too.
+    /// Repository paths outside `path` that symlinks led to, or that its
+    /// kustomizations reference (`resources: [../../base]`); change
+    /// detection must watch them too.
     pub read_outside: Vec<String>,
+    /// The files those kustomization references hold, for the Kustomize
+    /// engine (or why they could not be read, which only it reports).
+    outside:
+        Result<crate::render::kustomize::OutsideFiles, crate::render::kustomize::ReferenceError>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -188,6 +193,7 @@ impl std::fmt::Debug for Snapshot {
             .field("ref_name", &self.ref_name)
             .field("path", &self.path)
             .field("files", &self.files.len())
+            .field("read_outside", &self.read_outside)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +240,12 @@ impl crate::render::FileTree for Snapshot {
             .ok_or_else(|| crate::render::FileTreeError::NotFound {
                 path: path.to_string(),
             })
+    }
+
+    fn kustomize_outside(
+        &self,
+    ) -> Result<crate::render::kustomize::OutsideFiles, crate::render::FileTreeError> {
+        Ok(self.outside.clone()?)
     }
 }
 
@@ -416,6 +428,10 @@ impl SourceCache {
                 .unwrap_or_default(),
             files: files.files,
             read_outside: files.read_outside,
+            outside: match files.outside_error {
+                Some(error) => Err(error),
+                None => Ok(files.outside),
+            },
         })
     }
 

@@ -13,13 +13,20 @@
 //!   (a target outside the app path is allowed and recorded, so change
 //!   detection also watches it); chains are bounded;
 //! - a file larger than [`Limits::max_file_bytes`], or more than
-//!   [`Limits::max_total_bytes`] / [`Limits::max_files`] in all, is an error.
+//!   [`Limits::max_total_bytes`] / [`Limits::max_files`] in all, is an error;
+//! - directories the path's kustomizations reference outside it
+//!   (`resources: [../../base]`) are loaded too, within the same limits, and
+//!   recorded for change detection; what cannot be gathered is kept for the
+//!   Kustomize engine to report (no other engine reads kustomizations).
 //!
 //! Submodules (gitlinks) are skipped: their content is another repository.
 
 use std::collections::BTreeMap;
 
 use git2::{ObjectType, Oid, Repository, Tree};
+
+use crate::render::detect::KUSTOMIZATION_FILES;
+use crate::render::kustomize::{OutsideFiles, ReferenceError, gather_outside};
 
 /// Size limits on what a snapshot may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +121,14 @@ fn resolve_link(
 pub struct Files {
     /// Path relative to the snapshot root, `/`-separated → content.
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Repository paths outside the snapshot root that symlinks led to.
+    /// Repository paths outside the snapshot root that symlinks led to, and
+    /// that kustomizations referenced (present or not).
     pub read_outside: Vec<String>,
+    /// What the kustomizations under the path reference outside it.
+    pub outside: OutsideFiles,
+    /// Why `outside` could not be gathered: reported by the Kustomize
+    /// engine only (other engines do not read kustomizations).
+    pub outside_error: Option<ReferenceError>,
 }
 
 const MAX_LINK_HOPS: usize = 16;
@@ -137,6 +150,8 @@ pub fn load(
         root_parts: root_parts.clone(),
         out: Files::default(),
         total: 0,
+        count: 0,
+        collected: None,
     };
     match loader.lookup(&root_parts, 0, path)? {
         Entry::Tree(tree) => loader.walk(&tree, &root_parts, "")?,
@@ -145,6 +160,7 @@ pub fn load(
             loader.add_file(&name, oid)?;
         }
     }
+    loader.load_kustomize_outside()?;
     loader.out.read_outside.sort();
     loader.out.read_outside.dedup();
     Ok(loader.out)
@@ -167,6 +183,8 @@ pub fn read_file(
         root_parts: Vec::new(),
         out: Files::default(),
         total: 0,
+        count: 0,
+        collected: None,
     };
     match loader.lookup(&parts, 0, path)? {
         Entry::Blob(oid) => {
@@ -191,6 +209,11 @@ struct Loader<'a, 'r> {
     root_parts: Vec<String>,
     out: Files,
     total: usize,
+    /// Files read, in the path and outside it.
+    count: usize,
+    /// `Some` while loading outside the path: where those files go, keyed
+    /// repository-relative.
+    collected: Option<BTreeMap<String, Vec<u8>>>,
 }
 
 impl<'a, 'r> Loader<'a, 'r> {
@@ -279,6 +302,81 @@ impl<'a, 'r> Loader<'a, 'r> {
         Ok(())
     }
 
+    /// Follows the kustomizations under the path out of it (see
+    /// [`gather_outside`]), within the same limits. What cannot be gathered
+    /// is kept for the Kustomize engine to report; a damaged mirror is an
+    /// error now.
+    fn load_kustomize_outside(&mut self) -> Result<(), SnapshotError> {
+        let app_path = self.root_parts.join("/");
+        let kustomizations: Vec<(String, String)> = self
+            .out
+            .files
+            .iter()
+            .filter(|(path, _)| {
+                KUSTOMIZATION_FILES.contains(&path.rsplit('/').next().unwrap_or(path))
+            })
+            .map(|(path, bytes)| {
+                let path = if app_path.is_empty() {
+                    path.clone()
+                } else {
+                    format!("{app_path}/{path}")
+                };
+                (path, String::from_utf8_lossy(bytes).into_owned())
+            })
+            .collect();
+        if kustomizations.is_empty() {
+            return Ok(());
+        }
+        let mut corrupt = None;
+        let mut referenced = Vec::new();
+        let mut load = |path: &str| {
+            referenced.push(path.to_string());
+            self.load_outside(path).map_err(|error| match error {
+                SnapshotError::Corrupt(reason) => {
+                    corrupt = Some(reason.clone());
+                    reason
+                }
+                SnapshotError::Escapes { path, reason } => format!("`{path}`: {reason}"),
+                SnapshotError::NotFound { path } => format!("`{path}` not found"),
+                SnapshotError::Limit(reason) => reason,
+            })
+        };
+        let gathered = gather_outside(&app_path, kustomizations, &mut load);
+        if let Some(reason) = corrupt {
+            return Err(SnapshotError::Corrupt(reason));
+        }
+        self.out.read_outside.extend(referenced);
+        match gathered {
+            Ok(outside) => self.out.outside = outside,
+            Err(error) => self.out.outside_error = Some(error),
+        }
+        Ok(())
+    }
+
+    /// The files at repository path `path` (a directory's, or the file),
+    /// keyed repository-relative; none when nothing is there.
+    fn load_outside(&mut self, path: &str) -> Result<BTreeMap<String, Vec<u8>>, SnapshotError> {
+        let parts = normalize(path)?;
+        self.collected = Some(BTreeMap::new());
+        let loaded = match self.lookup(&parts, 0, path) {
+            Ok(Entry::Tree(tree)) => self.walk(&tree, &parts, path),
+            Ok(Entry::Blob(oid)) => self.add_file(path, oid),
+            Err(SnapshotError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        };
+        let collected = self.collected.take().unwrap_or_default();
+        loaded.map(|()| collected)
+    }
+
+    /// For limit messages: what counts besides the path.
+    fn and_references(&self) -> &'static str {
+        if self.collected.is_some() {
+            " and those its kustomizations reference"
+        } else {
+            ""
+        }
+    }
+
     fn link_target(&self, oid: Oid) -> Result<String, SnapshotError> {
         let blob = self.repo.find_blob(oid).map_err(corrupt)?;
         Ok(String::from_utf8_lossy(blob.content()).into_owned())
@@ -291,10 +389,11 @@ impl<'a, 'r> Loader<'a, 'r> {
     }
 
     fn add_file(&mut self, relative: &str, oid: Oid) -> Result<(), SnapshotError> {
-        if self.out.files.len() >= self.limits.max_files {
+        if self.count >= self.limits.max_files {
             return Err(SnapshotError::Limit(format!(
-                "more than {} files under the path",
-                self.limits.max_files
+                "more than {} files under the path{}",
+                self.limits.max_files,
+                self.and_references()
             )));
         }
         let blob = self.repo.find_blob(oid).map_err(corrupt)?;
@@ -308,13 +407,17 @@ impl<'a, 'r> Loader<'a, 'r> {
         self.total += size;
         if self.total > self.limits.max_total_bytes {
             return Err(SnapshotError::Limit(format!(
-                "the files under the path exceed {} bytes in total",
+                "the files under the path{} exceed {} bytes in total",
+                self.and_references(),
                 self.limits.max_total_bytes
             )));
         }
-        self.out
-            .files
-            .insert(relative.to_string(), blob.content().to_vec());
+        self.count += 1;
+        let into = match &mut self.collected {
+            Some(outside) => outside,
+            None => &mut self.out.files,
+        };
+        into.insert(relative.to_string(), blob.content().to_vec());
         Ok(())
     }
 }

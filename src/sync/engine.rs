@@ -77,6 +77,9 @@ pub struct Target {
     pub allow_empty: bool,
     /// The Application's `spec.restrictions`, checked after each render.
     pub restrictions: Option<crate::spec::Restrictions>,
+    /// The engine named for the path (`spec.source.renderer`,
+    /// `--renderer`); `None`: detected.
+    pub engine: Option<render::Engine>,
 }
 
 impl Target {
@@ -123,6 +126,7 @@ impl Target {
             tools: None,
             allow_empty: spec.sync.allow_empty,
             restrictions: application.effective_restrictions(),
+            engine: spec.source.renderer.engine(),
         })
     }
 }
@@ -296,6 +300,7 @@ async fn render_tree<T: render::FileTree + 'static>(
         input.values = target.values.clone();
         input.set = target.set.clone();
         input.allow_empty = target.allow_empty;
+        input.engine = target.engine.clone();
         input.tools = target.tools.as_deref();
         input.git = git;
         input.scopes = kinds.as_deref().map(|k| k as &dyn render::ScopeLookup);
@@ -331,13 +336,19 @@ async fn render_tree<T: render::FileTree + 'static>(
 pub fn values_digest(target: &Target) -> String {
     let layers: Vec<&Value> = target.values.iter().map(|l| &l.values).collect();
     let sets: Vec<(String, &Value)> = target.set.iter().map(|s| (s.key(), &s.value)).collect();
-    render::object::digest(&serde_json::json!({
+    let mut shape = serde_json::json!({
         "environment": target.environment,
         "values": layers,
         "set": sets,
         "namespace": target.namespace,
         "release": target.release_name,
-    }))
+    });
+    // Only when named, so that the digests of detected renders stay as
+    // they were.
+    if let Some(engine) = &target.engine {
+        shape["renderer"] = Value::from(engine.name());
+    }
+    render::object::digest(&shape)
 }
 
 /// What a sync is, for its record and for what a replaced revision becomes.
@@ -1269,4 +1280,39 @@ async fn uninstall_locked(
         report.records_deleted = store.delete_all(&history).await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(renderer: Option<&str>) -> Target {
+        let mut application = serde_json::json!({
+            "apiVersion": "windlass.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": { "name": "web", "namespace": "team-a" },
+            "spec": { "source": { "repoURL": "https://git.example.com/d.git", "path": "overlays/prod" } },
+        });
+        if let Some(renderer) = renderer {
+            application["spec"]["source"]["renderer"] = renderer.into();
+        }
+        let application: Application = serde_json::from_value(application).unwrap();
+        Target::from_application(&application, Credentials::None, "app.yaml").unwrap()
+    }
+
+    #[test]
+    fn the_named_renderer_reaches_the_render_and_its_digest() {
+        let (auto, kustomize, plain) = (
+            target(None),
+            target(Some("kustomize")),
+            target(Some("plain")),
+        );
+        assert_eq!(auto.engine, None);
+        assert_eq!(kustomize.engine, Some(render::Engine::Kustomize));
+        // Another renderer is another render of the same commit...
+        assert_ne!(values_digest(&auto), values_digest(&kustomize));
+        assert_ne!(values_digest(&kustomize), values_digest(&plain));
+        // ...and `auto` keeps the digest a target without the field had.
+        assert_eq!(values_digest(&auto), values_digest(&target(Some("auto"))));
+    }
 }
