@@ -1160,7 +1160,8 @@ fn the_checked_in_crd_is_current() {
     let checked_in = std::fs::read_to_string(path).unwrap();
     assert!(
         checked_in == generated,
-        "deploy/crds/applications.windlass.dev.yaml is stale: run `cargo run -- crd > {path}`"
+        "{path} is stale: regenerate it from `cargo run -- crd` (the first document; the second \
+         is deploy/crds/previews.windlass.dev.yaml)"
     );
 }
 
