@@ -27,6 +27,9 @@
 //! uses) and at concurrency × 10 (the most the controller can have in
 //! flight); the faster one is the floor. Load average is printed next to the
 //! figures: the machine is shared. Run: `cargo bench --bench controller`.
+//!
+//! `WINDLASS_BENCH_WRAP="heaptrack -o /tmp/controller"` starts the controller
+//! under that command (a profiler); the RSS figures are then the wrapper's.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -407,7 +410,7 @@ fn report(rounds: &[Round]) {
             ),
         );
         row(
-            "  floor: bare SSA of the 2,000 objects",
+            &format!("  floor: bare SSA of the {} objects", apps() * 10),
             format!("{floor:.1} s"),
             format!(
                 "at {} in flight ({:.1} s at {})",
@@ -895,7 +898,18 @@ impl ControllerProcess {
         let log = scratch.join("controller.log");
         let cache = scratch.join("cache");
         std::fs::create_dir_all(&cache).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_windlass"))
+        let wrap: Vec<String> = std::env::var("WINDLASS_BENCH_WRAP")
+            .map(|w| w.split(' ').map(String::from).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_windlass"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_windlass")),
+        };
+        let child = command
             .arg("--kubeconfig")
             .arg(support::kubeconfig())
             .args(["controller", "--http-address"])
