@@ -174,6 +174,9 @@ pub struct Facts<'a> {
     /// The status already says this commit is held back (the rollback's
     /// own message, which names the failure, stays).
     pub held_back_reported: bool,
+    /// A revision record is pending: a sync is running (the CLI's), or one
+    /// stopped before it finished (a killed controller) and left it so.
+    pub pending_record: bool,
 }
 
 /// What to do with a plan.
@@ -243,6 +246,16 @@ impl HealStreak {
 
 pub fn decide(facts: &Facts<'_>) -> Decision {
     if !facts.has_changes {
+        // Nothing to change, but a pending record: its sync may have died
+        // after its last write (its deletions finished on their own). A
+        // sync closes it under the lock (or finds it finished meanwhile);
+        // else history would show it pending for ever. Nothing changes in
+        // the cluster, so a closed sync window only postpones it, and the
+        // Application stays Ready.
+        let window_open = facts.window.is_none() || (facts.asked && facts.ignore_windows);
+        if facts.pending_record && (facts.asked || facts.automated) && window_open {
+            return Decision::Sync(Operation::Sync);
+        }
         return Decision::InSync;
     }
     let drift_only = facts.same_as_applied;
@@ -750,6 +763,7 @@ mod tests {
             object_count: 2,
             held_back: None,
             held_back_reported: false,
+            pending_record: false,
         }
     }
 
@@ -814,6 +828,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_pending_record_with_nothing_to_change_is_closed_by_a_sync() {
+        let drift = Drift::default();
+        let mut f = facts(&drift);
+        f.has_changes = false;
+        f.same_as_applied = true;
+        f.pending_record = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::Sync));
+        f.window = Some(closed_window());
+        assert_eq!(decide(&f), Decision::InSync, "postponed, still Ready");
+        f.window = None;
+        f.automated = false;
+        assert_eq!(
+            decide(&f),
+            Decision::InSync,
+            "manual: the next sync closes it"
+        );
+        f.asked = true;
+        assert_eq!(decide(&f), Decision::Sync(Operation::Sync));
+        f.pending_record = false;
+        assert_eq!(decide(&f), Decision::InSync);
     }
 
     #[test]

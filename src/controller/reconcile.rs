@@ -508,6 +508,7 @@ async fn gather_and_act(
             && application
                 .condition(status::READY)
                 .is_some_and(|c| c.reason == Reason::HeldBack.as_str()),
+        pending_record: planned.history.has_pending(),
     };
     let decision = policy::decide(&facts);
     context.note_heal(application, &decision, &drift);
