@@ -579,6 +579,80 @@ async fn a_failed_health_check_rolls_back_and_the_commit_is_held_back() {
 }
 
 #[tokio::test]
+async fn a_push_to_the_base_alone_re_syncs_an_overlay_application_and_others_do_not() {
+    with_namespace("ctl-overlay", |client, ns| async move {
+        install_crd(&client).await;
+        let served = ServedRepo::start(
+            "ctl-overlay",
+            &[
+                ("base/kustomization.yaml", "resources:\n- settings.yaml\n"),
+                ("base/settings.yaml", &configmap("settings", "base-1")),
+                (
+                    "overlays/prod/kustomization.yaml",
+                    "resources:\n- ../../base\nnamePrefix: prod-\n",
+                ),
+                ("docs/README.md", "nothing to deploy\n"),
+            ],
+        );
+        let (kustomize, _) = support::tool_binaries();
+        let controller =
+            RunningController::start(&ns, &["--kustomize-bin", kustomize.to_str().unwrap()]);
+        let app = application(
+            "web",
+            &served.url,
+            "overlays/prod",
+            serde_json::json!({ "automated": true, "prune": true, "interval": "1s" }),
+        );
+        create(&client, &ns, &app).await;
+        wait_for(&client, &ns, "web", "the first sync", is_ready).await;
+        assert_eq!(
+            value_of(&client, &ns, "prod-settings").await.as_deref(),
+            Some("base-1")
+        );
+
+        // A push outside the overlay and its base: the render is reused.
+        let docs = served
+            .repo
+            .commit(&[("docs/README.md", "still nothing\n")], "docs");
+        let reused = format!("commit={docs}");
+        eventually(
+            "the docs-only push to reuse the render",
+            Duration::from_secs(60),
+            || {
+                let log = controller.log();
+                let reused = reused.clone();
+                async move {
+                    match log
+                        .lines()
+                        .any(|l| l.contains("reusing the render") && l.contains(&reused))
+                    {
+                        true => Ok(()),
+                        false => Err(log.lines().rev().take(5).collect::<Vec<_>>().join("\n")),
+                    }
+                }
+            },
+        )
+        .await;
+
+        // A push to the base alone: the overlay's Application syncs it.
+        let base = served.repo.commit(
+            &[("base/settings.yaml", &configmap("settings", "base-2"))],
+            "base",
+        );
+        wait_for(&client, &ns, "web", "the base-only push", |a| {
+            is_ready(a) && applied_commit(a).as_deref() == Some(base.as_str())
+        })
+        .await;
+        assert_eq!(
+            value_of(&client, &ns, "prod-settings").await.as_deref(),
+            Some("base-2")
+        );
+        release(&client, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn drift_is_reported_with_self_heal_off_and_corrected_with_it_on() {
     with_namespace("ctl-drift", |client, ns| async move {
         install_crd(&client).await;

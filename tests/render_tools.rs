@@ -12,7 +12,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use windlass::render::detect::{Engine, detect_tree};
@@ -32,36 +31,17 @@ fn fixture(path: &str) -> PathBuf {
     repo().join("tests/fixtures").join(path)
 }
 
-/// The pinned binaries: `tools.sh build` is idempotent and prints their paths.
-fn tool_paths() -> &'static ToolPaths {
-    static PATHS: OnceLock<ToolPaths> = OnceLock::new();
-    PATHS.get_or_init(|| {
-        let output = Command::new(repo().join("deploy/local/tools.sh"))
-            .arg("build")
-            .output()
-            .expect("run deploy/local/tools.sh");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "deploy/local/tools.sh build failed (it needs Go 1.26; deploy/local/prerequisites.sh \
-             installs it):\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let find = |name: &str| {
-            stdout
-                .lines()
-                .find(|line| line.ends_with(&format!("/{name}")))
-                .map(PathBuf::from)
-        };
-        ToolPaths {
-            kustomize: find("kustomize"),
-            helm: find("helm"),
-        }
-    })
+/// The pinned binaries (see `support::tool_binaries`).
+fn tool_paths() -> ToolPaths {
+    let (kustomize, helm) = support::tool_binaries();
+    ToolPaths {
+        kustomize: Some(kustomize.clone()),
+        helm: Some(helm.clone()),
+    }
 }
 
 fn tools() -> ExternalTools {
-    ExternalTools::new(tool_paths().clone())
+    ExternalTools::new(tool_paths())
 }
 
 /// Runs a binary directly; its stdout parsed as YAML documents.

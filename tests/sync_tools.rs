@@ -14,9 +14,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -28,55 +27,17 @@ use support::git::TempDir;
 use support::with_namespace;
 use windlass::render::canonical_json;
 
-const KUSTOMIZE_BIN_ENV: &str = "WINDLASS_KUSTOMIZE_BIN";
-const HELM_BIN_ENV: &str = "WINDLASS_HELM_BIN";
-
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The kustomize and helm binaries: from the environment, else built.
-fn tools() -> &'static (PathBuf, PathBuf) {
-    static TOOLS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    TOOLS.get_or_init(|| {
-        let given = |var: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|path| path.is_file())
-        };
-        if let (Some(kustomize), Some(helm)) = (given(KUSTOMIZE_BIN_ENV), given(HELM_BIN_ENV)) {
-            return (kustomize, helm);
-        }
-        let script = repo().join("deploy/local/tools.sh");
-        let output = Command::new(&script)
-            .arg("build")
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "deploy/local/tools.sh build failed (it needs Go 1.26; deploy/local/prerequisites.sh \
-             installs it), or set {KUSTOMIZE_BIN_ENV} and {HELM_BIN_ENV}:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let built = |name: &str| {
-            stdout
-                .lines()
-                .find(|line| line.ends_with(&format!("/{name}")))
-                .map(PathBuf::from)
-                .unwrap_or_else(|| panic!("tools.sh build printed no {name}:\n{stdout}"))
-        };
-        (built("kustomize"), built("helm"))
-    })
 }
 
 /// `windlass ARGS...` against the cluster under test, with the tools; asserts
 /// the exit code and returns stdout and stderr.
 fn windlass(args: &[&str], code: i32) -> (String, String) {
-    let (kustomize, helm) = tools();
+    let (kustomize, helm) = support::tool_binaries();
     let output = support::windlass()
-        .env(KUSTOMIZE_BIN_ENV, kustomize)
-        .env(HELM_BIN_ENV, helm)
+        .env(support::KUSTOMIZE_BIN_ENV, kustomize)
+        .env(support::HELM_BIN_ENV, helm)
         .args(args)
         .output()
         .unwrap();
@@ -215,7 +176,7 @@ async fn a_kustomize_overlay_renders_diffs_and_syncs() {
         ]);
         let overlay = dir.path().join("overlays/production");
         let expected = direct(
-            &tools().0,
+            &support::tool_binaries().0,
             &[
                 "build",
                 "--load-restrictor",
@@ -271,7 +232,7 @@ async fn a_helm_chart_renders_diffs_and_syncs_without_its_hooks() {
         ]);
         let values = dir.path().join("values/production.yaml");
         let mut expected: Vec<Value> = direct(
-            &tools().1,
+            &support::tool_binaries().1,
             &[
                 "template",
                 "app",

@@ -82,13 +82,40 @@ where
     let client = client().await;
     let namespace = create_namespace(&client, purpose).await;
     let outcome = tokio::spawn(body(client.clone(), namespace.clone())).await;
-    let namespaces: Api<Namespace> = Api::all(client);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     // Deletion finishes in the background; tests do not wait for it.
     let _ = namespaces
         .delete(&namespace, &DeleteParams::default())
         .await;
+    release_windlass_finalizers(&client, &namespace).await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// Removes the finalizers of the Applications and Previews left in a
+/// namespace being deleted: the controller a test started is gone with the
+/// test, and would otherwise hold the namespace Terminating for ever.
+async fn release_windlass_finalizers(client: &Client, namespace: &str) {
+    use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+    use kube::core::{ApiResource, GroupVersionKind};
+    let patch = serde_json::json!({ "metadata": { "finalizers": null } });
+    for kind in ["Application", "Preview"] {
+        let resource =
+            ApiResource::from_gvk(&GroupVersionKind::gvk("windlass.dev", "v1alpha1", kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+        // No such CRD (a test that installs none): nothing to release.
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for object in list.items {
+            let Some(name) = object.metadata.name else {
+                continue;
+            };
+            let _ = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+        }
     }
 }
 
@@ -225,4 +252,44 @@ pub async fn install_crds(client: &Client, field_manager: &str) {
         },
     )
     .await;
+}
+
+/// The environment variables through which windlass finds kustomize and helm.
+pub const KUSTOMIZE_BIN_ENV: &str = "WINDLASS_KUSTOMIZE_BIN";
+pub const HELM_BIN_ENV: &str = "WINDLASS_HELM_BIN";
+
+/// The kustomize and helm binaries: from those variables, else built by
+/// `deploy/local/tools.sh build` (idempotent; it prints their paths).
+pub fn tool_binaries() -> &'static (PathBuf, PathBuf) {
+    static TOOLS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        let given = |var: &str| {
+            std::env::var_os(var)
+                .map(PathBuf::from)
+                .filter(|path| path.is_file())
+        };
+        if let (Some(kustomize), Some(helm)) = (given(KUSTOMIZE_BIN_ENV), given(HELM_BIN_ENV)) {
+            return (kustomize, helm);
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/tools.sh");
+        let output = Command::new(&script)
+            .arg("build")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "deploy/local/tools.sh build failed (it needs Go 1.26; deploy/local/prerequisites.sh \
+             installs it), or set {KUSTOMIZE_BIN_ENV} and {HELM_BIN_ENV}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let built = |name: &str| {
+            stdout
+                .lines()
+                .find(|line| line.ends_with(&format!("/{name}")))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("tools.sh build printed no {name}:\n{stdout}"))
+        };
+        (built("kustomize"), built("helm"))
+    })
 }
