@@ -473,22 +473,17 @@ async fn gather_and_act(
         .condition(status::DRIFTED)
         .map(|c| c.message.as_str());
     let name = application.name_any();
-    // Evaluated once the plan is known, as close as possible to the sync.
-    let window = match windows.state_at(jiff::Timestamp::now()) {
-        WindowState::Open => None,
-        WindowState::Closed(closed) => Some(ClosedWindow::from(&closed)),
-    };
-    let window_reported = application
-        .condition(status::READY)
-        .filter(|c| c.reason == Reason::SyncWindowClosed.as_str())
-        .map(|c| c.message.as_str());
     let facts = Facts {
         name: &name,
         commit: &commit,
         asked: request.asked,
         ignore_windows: request.ignore_windows,
-        window,
-        window_reported,
+        // Evaluated once the plan is known, as close as possible to the sync.
+        window: match windows.state_at(jiff::Timestamp::now()) {
+            WindowState::Open => None,
+            WindowState::Closed(closed) => Some(ClosedWindow::from(&closed)),
+        },
+        window_reported: ready_message_if(application, Reason::SyncWindowClosed),
         automated: application.spec.sync.automated,
         self_heal: application.spec.sync.self_heal,
         has_changes: planned.plan.has_changes(),
@@ -505,57 +500,72 @@ async fn gather_and_act(
         object_count: desired.rendered.objects.len(),
         held_back: engine::held_back(&planned, desired),
         held_back_reported: old.held_back_commit.as_deref() == Some(commit.as_str())
-            && application
-                .condition(status::READY)
-                .is_some_and(|c| c.reason == Reason::HeldBack.as_str()),
+            && ready_message_if(application, Reason::HeldBack).is_some(),
         pending_record: planned.history.has_pending(),
     };
     let decision = policy::decide(&facts);
     context.note_heal(application, &decision, &drift);
-    Ok(match decision {
-        Decision::InSync => {
-            // Applied by someone else (the CLI) or before this status existed.
-            let live = match same_as_applied {
-                true => None,
-                false => live_revision(&context.client, &target.app, &planned.history).await,
-            };
-            policy::in_sync(&facts, live)
-        }
-        Decision::ReportDrift => policy::drift_reported(&facts),
-        Decision::OutOfSync => policy::out_of_sync(&facts),
-        Decision::WindowClosed(window) => policy::window_closed(&facts, &window),
-        Decision::HealLater(wait) => policy::heal_later(&facts, wait),
-        Decision::Fighting { manager } => policy::fighting(&facts, &manager),
-        Decision::HeldBack(held_back) => policy::held_back(&facts, &held_back),
-        Decision::Sync(operation) => {
-            let sync = Sync {
-                application,
-                context,
-                target: &target,
-                desired,
-                operation,
-            };
-            sync.run(&facts, planned).await
-        }
-    })
+    let sync = Sync {
+        application,
+        context,
+        target: &target,
+        desired,
+    };
+    Ok(sync.act(decision, &facts, planned).await)
 }
 
-/// A sync the policy decided on, carried out through the engine.
+/// The Ready condition's message, when its reason is `reason`.
+fn ready_message_if(application: &Application, reason: Reason) -> Option<&str> {
+    application
+        .condition(status::READY)
+        .filter(|c| c.reason == reason.as_str())
+        .map(|c| c.message.as_str())
+}
+
+/// What the policy's decisions act on; a sync goes through the engine.
 struct Sync<'a> {
     application: &'a Application,
     context: &'a Context,
     target: &'a Target,
     desired: &'a Desired,
-    operation: Operation,
 }
 
 impl Sync<'_> {
-    async fn run(self, facts: &Facts<'_>, planned: engine::Planned) -> Verdict {
+    /// Carries out the policy's decision: its verdict.
+    async fn act(self, decision: Decision, facts: &Facts<'_>, planned: engine::Planned) -> Verdict {
+        match decision {
+            Decision::InSync => {
+                // Applied by someone else (the CLI) or before this status existed.
+                let live = match facts.same_as_applied {
+                    true => None,
+                    false => {
+                        live_revision(&self.context.client, &self.target.app, &planned.history)
+                            .await
+                    }
+                };
+                policy::in_sync(facts, live)
+            }
+            Decision::ReportDrift => policy::drift_reported(facts),
+            Decision::OutOfSync => policy::out_of_sync(facts),
+            Decision::WindowClosed(window) => policy::window_closed(facts, &window),
+            Decision::HealLater(wait) => policy::heal_later(facts, wait),
+            Decision::Fighting { manager } => policy::fighting(facts, &manager),
+            Decision::HeldBack(held_back) => policy::held_back(facts, &held_back),
+            Decision::Sync(operation) => self.run(operation, facts, planned).await,
+        }
+    }
+
+    async fn run(
+        self,
+        operation: Operation,
+        facts: &Facts<'_>,
+        planned: engine::Planned,
+    ) -> Verdict {
         let (application, context) = (self.application, self.context);
         if let Err(error) = write_status(application, context, &policy::progressing(facts)).await {
             warn!(error = %error, "could not mark the Application as reconciling");
         }
-        let options = SyncOptions::for_application(application, self.operation, &context.identity);
+        let options = SyncOptions::for_application(application, operation, &context.identity);
         let progress = |line: &str| info!("{line}");
         // The plan made by the reconcile is fresh: the engine does not
         // dry-run it again, nor list the records again.
