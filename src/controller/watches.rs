@@ -14,10 +14,13 @@
 //!   wake: annotation windlass.dev/app → ObjectRef<Application> ──► reconcile now
 //! ```
 //!
-//! Only metadata travels and nothing is cached but the last reported write
-//! of each drifted object, so memory stays small; the initial listing of a
-//! (re)started watch wakes nothing: the interval reconcile covers what
-//! happened while no watch ran.
+//! Only metadata travels. Each watch remembers the owner of each object it
+//! saw and the last reported write of each drifted one, nothing more, so
+//! memory stays small. A (re)started watch lists the objects first: a
+//! drifted one among them wakes its Application as an event would (an edit
+//! made just before the watch started, or while it re-listed, is not lost
+//! until the interval), and an object seen before that the listing lacks
+//! was deleted meanwhile, which wakes its Application too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -117,13 +120,31 @@ async fn watch_kind(
 ) {
     let config = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     let mut stream = watcher::watcher(api, config).boxed();
-    // The last reported write of each drifted object, by uid.
-    let mut reported: HashMap<String, String> = HashMap::new();
+    let mut seen = KindState::default();
+    let wake_app = |application: ObjectRef<Application>, object: Option<&str>, deleted: bool| {
+        let key = format!(
+            "{}/{}",
+            application.namespace.as_deref().unwrap_or_default(),
+            application.name
+        );
+        debug!(app = %key, %kind, ?object, deleted, "a managed object changed");
+        events.lock().expect("drift events lock").insert(key);
+        let _ = wake.unbounded_send(application);
+    };
     while let Some(event) = stream.next().await {
         let (object, deleted) = match event {
-            Ok(Event::Apply(object)) => (object, false),
+            Ok(Event::Apply(object) | Event::InitApply(object)) => (object, false),
             Ok(Event::Delete(object)) => (object, true),
-            Ok(Event::Init | Event::InitApply(_) | Event::InitDone) => continue,
+            Ok(Event::Init) => {
+                seen.listing_started();
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                for (application, object) in seen.listing_done() {
+                    wake_app(application, Some(&object), true);
+                }
+                continue;
+            }
             Err(error) => {
                 warn!(%kind, %error, "watching managed objects (retrying)");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -134,25 +155,73 @@ async fn watch_kind(
             continue;
         };
         let uid = object.metadata.uid.clone().unwrap_or_default();
-        let wake_it = if deleted {
-            reported.remove(&uid);
-            true
-        } else {
-            match touched(&object) {
-                None => reported.remove(&uid).is_some(), // reverted, or re-applied
-                Some(write) => reported.insert(uid, write.clone()).as_ref() != Some(&write),
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let wake_it = match deleted {
+            true => {
+                seen.deleted(&uid);
+                true
             }
+            false => seen.changed(uid, (application.clone(), name.clone()), touched(&object)),
         };
         if wake_it {
-            let key = format!(
-                "{}/{}",
-                application.namespace.as_deref().unwrap_or_default(),
-                application.name
-            );
-            debug!(app = %key, %kind, object = ?object.metadata.name, deleted, "a managed object changed");
-            events.lock().expect("drift events lock").insert(key);
-            let _ = wake.unbounded_send(application);
+            wake_app(application, Some(&name), deleted);
         }
+    }
+}
+
+/// The owner of a watched object and its name.
+type Owned = (ObjectRef<Application>, String);
+
+/// What one kind's watch remembers between events (pure; see `watch_kind`).
+#[derive(Default)]
+struct KindState {
+    /// The last reported write of each drifted object, by uid.
+    reported: HashMap<String, String>,
+    /// The owner and name of every object seen, by uid.
+    owners: HashMap<String, Owned>,
+    /// The uids of a listing in progress.
+    listing: Option<HashSet<String>>,
+}
+
+impl KindState {
+    /// An object listed or changed, with the other managers' writes since
+    /// windlass's last apply (`touched`): whether to wake its Application.
+    /// A new write wakes it once; a reverted (or re-applied) object wakes it
+    /// to clear the drift.
+    fn changed(&mut self, uid: String, owned: Owned, write: Option<String>) -> bool {
+        if let Some(listing) = &mut self.listing {
+            listing.insert(uid.clone());
+        }
+        self.owners.insert(uid.clone(), owned);
+        match write {
+            None => self.reported.remove(&uid).is_some(),
+            Some(write) => self.reported.insert(uid, write.clone()).as_ref() != Some(&write),
+        }
+    }
+
+    fn deleted(&mut self, uid: &str) -> Option<Owned> {
+        self.reported.remove(uid);
+        self.owners.remove(uid)
+    }
+
+    /// The watch (re)lists the objects.
+    fn listing_started(&mut self) {
+        self.listing = Some(HashSet::new());
+    }
+
+    /// The listing is complete: the objects seen before that it lacks were
+    /// deleted while no watch ran.
+    fn listing_done(&mut self) -> Vec<Owned> {
+        let Some(listed) = self.listing.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<String> = self
+            .owners
+            .keys()
+            .filter(|uid| !listed.contains(*uid))
+            .cloned()
+            .collect();
+        gone.iter().filter_map(|uid| self.deleted(uid)).collect()
     }
 }
 
@@ -265,6 +334,36 @@ mod tests {
             entry("kubectl", "2026-12-03T10:02:00Z", Some("scale")),
         ]));
         assert_ne!(touched(&again), Some(first));
+    }
+
+    fn owned(app: &str, name: &str) -> Owned {
+        (ObjectRef::new(app).within("team-a"), name.to_string())
+    }
+
+    #[test]
+    fn a_listing_wakes_for_drift_once_and_for_objects_deleted_meanwhile() {
+        let mut seen = KindState::default();
+        // The first listing: a drifted object wakes its Application once.
+        seen.listing_started();
+        assert!(seen.changed("u1".into(), owned("web", "a"), Some("kubectl@1".into())));
+        assert!(!seen.changed("u2".into(), owned("web", "b"), None));
+        assert!(seen.listing_done().is_empty(), "nothing was known before");
+        // The same write seen again (a later event) does not wake it.
+        assert!(!seen.changed("u1".into(), owned("web", "a"), Some("kubectl@1".into())));
+        // A re-listing: `b` was deleted meanwhile, `a` was reverted.
+        seen.listing_started();
+        assert!(
+            seen.changed("u1".into(), owned("web", "a"), None),
+            "reverted"
+        );
+        let gone = seen.listing_done();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].1, "b");
+        // Deleted objects are forgotten: the next listing wakes nothing.
+        seen.listing_started();
+        assert!(!seen.changed("u1".into(), owned("web", "a"), None));
+        assert!(seen.listing_done().is_empty());
+        assert_eq!(seen.deleted("u1").map(|o| o.1), Some("a".to_string()));
     }
 
     #[test]
