@@ -85,6 +85,11 @@ show kubectl -n guestbook get deployment frontend -o 'jsonpath={.spec.replicas} 
 step "the controller: windlass keeps an Application in sync by itself"
 "$windlass" crd >"$demo/crd.yaml"
 show kubectl apply --server-side --force-conflicts -f "$demo/crd.yaml"
+# A previous demo's Application keeps its finalizer (its controller stopped
+# with the demo): release it, or deleting the namespace would wait for ever.
+for app in $(kubectl -n podinfo get applications.windlass.dev -o name 2>/dev/null); do
+  kubectl -n podinfo patch "$app" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+done
 kubectl delete namespace podinfo --ignore-not-found --wait=true >/dev/null
 show kubectl create namespace podinfo
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
