@@ -293,6 +293,42 @@ async fn a_helm_chart_renders_diffs_and_syncs_without_its_hooks() {
 }
 
 /// `windlass ARGS... --dir DIR -n NS --name app EXTRA...`.
+/// Revision 2 of a changed source: `diff` shows `plan` (exit 1), `sync
+/// --prune` deploys it as `deployed` and deletes the ConfigMaps `deleted`,
+/// and a second `diff` finds all `objects` unchanged.
+fn sync_with_prune(
+    dir: &Path,
+    ns: &str,
+    env: &[&str],
+    plan: &str,
+    deployed: &str,
+    deleted: &[&str],
+    objects: usize,
+) {
+    let out = on_source("diff", dir, ns, env, 1);
+    assert!(out.contains(plan), "{out}");
+    let mut args = env.to_vec();
+    args.extend(["--prune", "--no-wait"]);
+    let out = on_source("sync", dir, ns, &args, 0);
+    assert!(
+        out.contains(&format!("revision 2 deployed: {deployed}")),
+        "{out}"
+    );
+    for name in deleted {
+        assert!(
+            out.contains(&format!("deleted v1 ConfigMap {ns}/{name}")),
+            "{out}"
+        );
+    }
+    let out = on_source("diff", dir, ns, env, 0);
+    assert!(
+        out.contains(&format!(
+            "0 to create, 0 to update, 0 to delete, {objects} unchanged"
+        )),
+        "{out}"
+    );
+}
+
 fn on_source(verb: &str, dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
     let mut args = vec![
         verb,
@@ -394,34 +430,14 @@ async fn a_kustomize_overlay_prunes_a_renamed_generated_config_map_and_rolls_bac
         let new_config = generated_name(&second, "ConfigMap", "prod-web-config-");
         assert_ne!(old_config, new_config, "a new literal, a new hash suffix");
         assert_eq!(second.len(), 4, "{second:#?}");
-        let out = on_source("diff", dir.path(), &ns, &env, 1);
-        assert!(
-            out.contains("1 to create, 1 to update, 2 to delete, 2 unchanged"),
-            "{out}"
-        );
-        let out = on_source(
-            "sync",
+        sync_with_prune(
             dir.path(),
             &ns,
-            &["--env", "production", "--prune", "--no-wait"],
-            0,
-        );
-        assert!(
-            out.contains("revision 2 deployed: 1 created, 1 updated, 2 deleted, 2 unchanged"),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("deleted v1 ConfigMap {ns}/{old_config}")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("deleted v1 ConfigMap {ns}/prod-metrics")),
-            "{out}"
-        );
-        let out = on_source("diff", dir.path(), &ns, &env, 0);
-        assert!(
-            out.contains("0 to create, 0 to update, 0 to delete, 4 unchanged"),
-            "{out}"
+            &env,
+            "1 to create, 1 to update, 2 to delete, 2 unchanged",
+            "1 created, 1 updated, 2 deleted, 2 unchanged",
+            &[old_config.as_str(), "prod-metrics"],
+            4,
         );
 
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -568,30 +584,14 @@ async fn a_helm_chart_prunes_a_disabled_subchart_and_rolls_back() {
             !second.iter().any(|o| o["metadata"]["name"] == "app-cache"),
             "{second:#?}"
         );
-        let out = on_source("diff", dir.path(), &ns, &env, 1);
-        assert!(
-            out.contains("0 to create, 1 to update, 1 to delete, 3 unchanged"),
-            "{out}"
-        );
-        let out = on_source(
-            "sync",
+        sync_with_prune(
             dir.path(),
             &ns,
-            &["--env", "production", "--prune", "--no-wait"],
-            0,
-        );
-        assert!(
-            out.contains("revision 2 deployed: 0 created, 1 updated, 1 deleted, 3 unchanged"),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("deleted v1 ConfigMap {ns}/app-cache")),
-            "{out}"
-        );
-        let out = on_source("diff", dir.path(), &ns, &env, 0);
-        assert!(
-            out.contains("0 to create, 0 to update, 0 to delete, 4 unchanged"),
-            "{out}"
+            &env,
+            "0 to create, 1 to update, 1 to delete, 3 unchanged",
+            "0 created, 1 updated, 1 deleted, 3 unchanged",
+            &["app-cache"],
+            4,
         );
 
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
