@@ -320,6 +320,11 @@ fn sync_with_prune(
             "{out}"
         );
     }
+    assert_clean_diff(dir, ns, env, objects);
+}
+
+/// `diff` finds all `objects` unchanged (exit 0).
+fn assert_clean_diff(dir: &Path, ns: &str, env: &[&str], objects: usize) {
     let out = on_source("diff", dir, ns, env, 0);
     assert!(
         out.contains(&format!(
@@ -327,6 +332,16 @@ fn sync_with_prune(
         )),
         "{out}"
     );
+}
+
+/// After `rollback app 1` of revision 2: the history tells it.
+fn assert_rolled_back_to_1(ns: &str) {
+    let rows = history_rows(ns);
+    assert_eq!(
+        statuses(&rows),
+        [(1, "superseded"), (2, "rolled-back"), (3, "deployed")]
+    );
+    assert_eq!(rows[2].2, "rollback to 1", "{rows:?}");
 }
 
 fn on_source(verb: &str, dir: &Path, ns: &str, extra: &[&str], code: i32) -> String {
@@ -510,21 +525,12 @@ async fn a_kustomize_overlay_prunes_a_renamed_generated_config_map_and_rolls_bac
             "the Deployment points at the old ConfigMap again"
         );
         assert_eq!(annotations["prometheus.io/scrape"], "true");
-        let rows = history_rows(&ns);
-        assert_eq!(
-            statuses(&rows),
-            [(1, "superseded"), (2, "rolled-back"), (3, "deployed")]
-        );
-        assert_eq!(rows[2].2, "rollback to 1", "{rows:?}");
+        assert_rolled_back_to_1(&ns);
 
         // Revision 1's source again: nothing to do.
         std::fs::write(&overlay, first_source).unwrap();
         assert_eq!(object_set(&render()), object_set(&first));
-        let out = on_source("diff", dir.path(), &ns, &env, 0);
-        assert!(
-            out.contains("0 to create, 0 to update, 0 to delete, 5 unchanged"),
-            "{out}"
-        );
+        assert_clean_diff(dir.path(), &ns, &env, 5);
     })
     .await;
 }
@@ -625,21 +631,12 @@ async fn a_helm_chart_prunes_a_disabled_subchart_and_rolls_back() {
         let cache = configmaps.get("app-cache").await.unwrap();
         assert_eq!(cache.data.unwrap()["size"], "1024");
         assert_eq!(replicas().await, Some(3));
-        let rows = history_rows(&ns);
-        assert_eq!(
-            statuses(&rows),
-            [(1, "superseded"), (2, "rolled-back"), (3, "deployed")]
-        );
-        assert_eq!(rows[2].2, "rollback to 1", "{rows:?}");
+        assert_rolled_back_to_1(&ns);
 
         // Revision 1's source again: nothing to do.
         std::fs::write(&values, first_values).unwrap();
         assert_eq!(object_set(&render()), object_set(&first));
-        let out = on_source("diff", dir.path(), &ns, &env, 0);
-        assert!(
-            out.contains("0 to create, 0 to update, 0 to delete, 5 unchanged"),
-            "{out}"
-        );
+        assert_clean_diff(dir.path(), &ns, &env, 5);
 
         crds.delete(&crd_name, &DeleteParams::default())
             .await
